@@ -1,0 +1,253 @@
+//! `incq bench`: the roofline (FMA peak and copy bandwidth, measured with WGSL microkernels) and
+//! kernel benchmarks. Every row gives the shape, the median and min–max time over repeats after a
+//! warm-up, the rate (GFLOP/s or GB/s), and its share of the roofline measured in the same run.
+//! Every kernel variant is checked against its CPU twin before it is timed.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::gpu::device::Gpu;
+use crate::gpu::profile::{time_pass, Timing};
+use crate::gpu::tensor::Tensor;
+use crate::ops;
+use crate::ops::gemm::{GemmDesc, GemmVariant};
+
+/// Options shared by the bench subcommands.
+#[derive(Clone, Debug, Default)]
+pub struct BenchOpts {
+    /// A smoke run: small sizes, few repeats (CI checks the path, not the speed).
+    pub quick: bool,
+    /// Time with host wall clock + device sync even when timestamps exist.
+    pub wall: bool,
+    /// Only rows whose name contains this.
+    pub filter: Option<String>,
+}
+
+/// One printed row.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub bench: String,
+    pub shape: String,
+    pub variant: String,
+    pub clock: String,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub value: f64,
+    pub unit: String,
+    /// Share of the same run's roofline figure (FMA peak for GFLOP/s, copy bandwidth for GB/s).
+    pub pct_of_peak: Option<f64>,
+}
+
+impl Row {
+    fn new(
+        bench: &str,
+        shape: String,
+        variant: String,
+        t: &Timing,
+        work: f64,
+        unit: &str,
+        peak: Option<f64>,
+    ) -> Row {
+        let med = t.median();
+        let value = work / med / 1e9;
+        Row {
+            bench: bench.into(),
+            shape,
+            variant,
+            clock: t.clock.name().into(),
+            median_ms: med * 1e3,
+            min_ms: t.min() * 1e3,
+            max_ms: t.max() * 1e3,
+            value,
+            unit: unit.into(),
+            pct_of_peak: peak.map(|p| 100.0 * value / p),
+        }
+    }
+}
+
+/// Prints rows as an aligned table, or one JSON object per row.
+pub fn print_rows(rows: &[Row], json: bool) {
+    if json {
+        for r in rows {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        }
+        return;
+    }
+    println!(
+        "{:<10} {:<22} {:<16} {:>10} {:>21} {:>10} {:<8} {:>8} clock",
+        "bench", "shape", "variant", "median ms", "min–max ms", "rate", "unit", "% peak"
+    );
+    for r in rows {
+        let pct = r
+            .pct_of_peak
+            .map(|p| format!("{p:.1}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<10} {:<22} {:<16} {:>10.3} {:>21} {:>10.2} {:<8} {:>8} {}",
+            r.bench,
+            r.shape,
+            r.variant,
+            r.median_ms,
+            format!("{:.3}–{:.3}", r.min_ms, r.max_ms),
+            r.value,
+            r.unit,
+            pct,
+            r.clock
+        );
+    }
+}
+
+/// The roofline figures of one run.
+#[derive(Clone, Debug)]
+pub struct Roofline {
+    pub fma_gflops: f64,
+    pub copy_gbs: f64,
+    pub rows: Vec<Row>,
+}
+
+/// Measures the FMA peak and the copy bandwidth.
+pub fn roofline(gpu: &Gpu, opts: &BenchOpts) -> Result<Roofline> {
+    let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    let repeats = if opts.quick { 3 } else { 7 };
+    // FMA: enough invocations to fill the device, and iterations calibrated to ~50 ms a run.
+    let inv = if cpu { 1 << 14 } else { 1 << 21 };
+    let dst = Tensor::empty(gpu, "roofline fma out", &[inv * 4], crate::gpu::DType::F32)?;
+    let mut iters = 64u32;
+    let target = if opts.quick { 0.01 } else { 0.05 };
+    let fma = loop {
+        let d = ops::bench::fma_peak(gpu, inv, iters, 0.5, &dst.buf)?;
+        let t = time_pass(gpu, "fma_peak", 1, 1, opts.wall, &|p| d.encode(p))?;
+        if t.median() >= target || iters >= 1 << 20 {
+            break d;
+        }
+        let scale = (target / t.median().max(1e-7)).clamp(2.0, 64.0);
+        iters = ((f64::from(iters) * scale) as u32).min(1 << 20);
+    };
+    let _ = &fma;
+    let t_fma = time_pass(gpu, "fma_peak", 1, repeats, opts.wall, &|p| fma.encode(p))?;
+    let flops = ops::bench::fma_flops(inv, iters);
+    let fma_row = Row::new(
+        "roofline",
+        format!("fma {inv}x{iters}"),
+        "2xvec4".into(),
+        &t_fma,
+        flops,
+        "GFLOP/s",
+        None,
+    );
+
+    // Copy: the largest buffer pair that fits one binding, capped at 64 MiB (4 MiB when quick).
+    let cap: u64 = if opts.quick { 4 << 20 } else { 64 << 20 };
+    let bytes = cap
+        .min(gpu.limits.max_storage_buffer_binding_size)
+        .min(gpu.limits.max_buffer_size);
+    let n4 = (bytes / 16) as usize;
+    let src = Tensor::empty(gpu, "roofline copy src", &[n4 * 4], crate::gpu::DType::F32)?;
+    let dst2 = Tensor::empty(gpu, "roofline copy dst", &[n4 * 4], crate::gpu::DType::F32)?;
+    let copy = ops::bench::copy_vec4(gpu, n4, &src.buf, &dst2.buf)?;
+    let t_copy = time_pass(gpu, "copy_vec4", 1, repeats, opts.wall, &|p| copy.encode(p))?;
+    let moved = 2.0 * (n4 * 16) as f64;
+    let copy_row = Row::new(
+        "roofline",
+        format!("copy {} MiB", (n4 * 16) >> 20),
+        "vec4".into(),
+        &t_copy,
+        moved,
+        "GB/s",
+        None,
+    );
+    Ok(Roofline {
+        fma_gflops: fma_row.value,
+        copy_gbs: copy_row.value,
+        rows: vec![fma_row, copy_row],
+    })
+}
+
+fn lcg(seed: &mut u64) -> f32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+/// Checks `variant` against the CPU twin on an awkward shape, all three transposes; returns the
+/// largest relative error, or an error naming the variant if it is wrong.
+pub fn check_gemm_variant(gpu: &Gpu, variant: GemmVariant) -> Result<f64> {
+    let mut seed = 7u64;
+    let mut worst = 0.0f64;
+    for (ta, tb) in [(false, false), (true, false), (false, true)] {
+        let d = GemmDesc {
+            trans_a: ta,
+            trans_b: tb,
+            ..GemmDesc::new(67, 45, 33)
+        };
+        let a: Vec<f32> = (0..d.m * d.k).map(|_| lcg(&mut seed)).collect();
+        let b: Vec<f32> = (0..d.k * d.n).map(|_| lcg(&mut seed)).collect();
+        let ta_ = Tensor::from_f32(gpu, "A", &[a.len()], &a)?;
+        let tb_ = Tensor::from_f32(gpu, "B", &[b.len()], &b)?;
+        let tc = Tensor::from_f32(gpu, "C", &[d.m * d.n], &vec![f32::NAN; d.m * d.n])?;
+        ops::gemm::gemm(gpu, variant, &d, &ta_.buf, &tb_.buf, &tc.buf)?.run(gpu);
+        let got = tc.to_f32(gpu)?;
+        let mut want = vec![0.0; d.m * d.n];
+        crate::reference::gemm::gemm(&d, &a, &b, &mut want);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let err = f64::from((g - w).abs()) / (1.0 + f64::from(w.abs()));
+            if err.is_nan() || err > 1e-4 {
+                return Err(Error::Gpu {
+                    op: format!("gemm {} check (transA {ta}, transB {tb})", variant.name()),
+                    msg: format!("element {i}: GPU {g}, CPU {w}"),
+                });
+            }
+            worst = worst.max(err);
+        }
+    }
+    Ok(worst)
+}
+
+/// `incq bench gemm`: square sizes, each variant, with the roofline of the same run.
+pub fn gemm_bench(
+    gpu: &Gpu,
+    opts: &BenchOpts,
+    sizes: &[usize],
+    variants: &[GemmVariant],
+) -> Result<Vec<Row>> {
+    let roof = roofline(gpu, opts)?;
+    let mut rows = roof.rows.clone();
+    for &v in variants {
+        check_gemm_variant(gpu, v)?;
+        for &s in sizes {
+            let name = format!("{s}x{s}x{s}");
+            if let Some(f) = &opts.filter {
+                if !name.contains(f.as_str()) && !v.name().contains(f.as_str()) {
+                    continue;
+                }
+            }
+            let d = GemmDesc::new(s, s, s);
+            let mut seed = 11u64;
+            let a: Vec<f32> = (0..s * s).map(|_| lcg(&mut seed)).collect();
+            let ta = Tensor::from_f32(gpu, "A", &[s * s], &a)?;
+            let tb = Tensor::from_f32(gpu, "B", &[s * s], &a)?;
+            let tc = Tensor::empty(gpu, "C", &[s * s], crate::gpu::DType::F32)?;
+            let disp = ops::gemm::gemm(gpu, v, &d, &ta.buf, &tb.buf, &tc.buf)?;
+            let reps = if opts.quick {
+                2
+            } else if s >= 2048 {
+                3
+            } else {
+                5
+            };
+            let t = time_pass(gpu, "gemm", 1, reps, opts.wall, &|p| disp.encode(p))?;
+            rows.push(Row::new(
+                "gemm",
+                name,
+                v.name(),
+                &t,
+                d.flops(),
+                "GFLOP/s",
+                Some(roof.fma_gflops),
+            ));
+        }
+    }
+    Ok(rows)
+}

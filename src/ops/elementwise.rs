@@ -1,0 +1,121 @@
+//! Elementwise kernels (shaders/elementwise.wgsl): fill, scale, axpy, add, ReLU forward/backward.
+
+use crate::error::{Error, Result};
+use crate::gpu::device::Gpu;
+use crate::gpu::kernels::{Binding, KernelSpec, ShaderId};
+use crate::gpu::tensor::Tensor;
+use crate::ops::{grid_for, Dispatch};
+
+crate::gpu_params!(
+    ShaderId::Elementwise,
+    /// Mirrors `EwParams`.
+    pub struct EwParams {
+        pub n: u32,
+        pub _pad: u32,
+        pub alpha: f32,
+        pub _pad1: f32,
+    }
+);
+
+const WG: u32 = 256;
+const B1: &[Binding] = &[Binding::Uniform, Binding::ReadWrite];
+const B2: &[Binding] = &[Binding::Uniform, Binding::ReadWrite, Binding::Read];
+const B3: &[Binding] = &[
+    Binding::Uniform,
+    Binding::ReadWrite,
+    Binding::Read,
+    Binding::Read,
+];
+
+/// The elementwise entry points.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EwOp {
+    /// out = alpha
+    Fill,
+    /// out *= alpha
+    Scale,
+    /// out += alpha * x
+    Axpy,
+    /// out = max(x, 0)
+    ReluFwd,
+    /// out = x + y
+    Add,
+    /// out = y * (x > 0)
+    ReluBwd,
+}
+
+impl EwOp {
+    pub const ALL: [EwOp; 6] = [
+        EwOp::Fill,
+        EwOp::Scale,
+        EwOp::Axpy,
+        EwOp::ReluFwd,
+        EwOp::Add,
+        EwOp::ReluBwd,
+    ];
+
+    pub fn entry(self) -> &'static str {
+        match self {
+            EwOp::Fill => "fill",
+            EwOp::Scale => "scale",
+            EwOp::Axpy => "axpy",
+            EwOp::ReluFwd => "relu_fwd",
+            EwOp::Add => "add",
+            EwOp::ReluBwd => "relu_bwd",
+        }
+    }
+
+    /// How many input tensors besides `out`.
+    pub fn inputs(self) -> usize {
+        match self {
+            EwOp::Fill | EwOp::Scale => 0,
+            EwOp::Axpy | EwOp::ReluFwd => 1,
+            EwOp::Add | EwOp::ReluBwd => 2,
+        }
+    }
+}
+
+/// Prepares `op` on `out` with `inputs` (as many as [`EwOp::inputs`], each as long as `out`).
+pub fn elementwise(
+    gpu: &Gpu,
+    op: EwOp,
+    alpha: f32,
+    out: &Tensor,
+    inputs: &[&Tensor],
+) -> Result<Dispatch> {
+    if inputs.len() != op.inputs() {
+        return Err(Error::Shape {
+            op: "elementwise",
+            msg: format!(
+                "{} takes {} inputs, got {}",
+                op.entry(),
+                op.inputs(),
+                inputs.len()
+            ),
+        });
+    }
+    for t in inputs {
+        if t.len() != out.len() {
+            return Err(Error::Shape {
+                op: "elementwise",
+                msg: format!(
+                    "{}: input {:?} and output {:?} differ in length",
+                    op.entry(),
+                    t.shape,
+                    out.shape
+                ),
+            });
+        }
+    }
+    let bindings = [B1, B2, B3][op.inputs()];
+    let spec =
+        KernelSpec::new(ShaderId::Elementwise, op.entry(), bindings).with("WG", f64::from(WG));
+    let params = EwParams {
+        n: out.len() as u32,
+        alpha,
+        ..Default::default()
+    };
+    let mut bufs = vec![&out.buf];
+    bufs.extend(inputs.iter().map(|t| &t.buf));
+    Dispatch::new(gpu, &spec, &params, &bufs, grid_for(gpu, out.len(), WG))
+}

@@ -1,0 +1,183 @@
+//! GEMM kernels (gemm_reg8x2, gemm_tiled, gemm_tex and its pack_rgba) against the CPU twin, on
+//! awkward shapes: 1x1x1, odd sizes that are not multiples of any tile, batches, all three
+//! transposes, alpha/beta accumulation and one large case. Outputs are poisoned with NaN first.
+//! Tolerance: Tol::BALANCED (f32 accumulation over K <= 800 against an f64 reference).
+
+mod common;
+use common::{assert_close, gpu, Rng, Tol, POISON};
+use incq::gpu::Tensor;
+use incq::ops::gemm::{gemm, pack, GemmDesc, GemmVariant, PackParams};
+use incq::reference;
+
+fn run_case(variant: GemmVariant, d: GemmDesc, seed: u64) {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(seed);
+    let a = rng.vec(d.batch * d.m * d.k, -1.0, 1.0);
+    let b = rng.vec(d.batch * d.k * d.n, -1.0, 1.0);
+    let c0 = rng.vec(d.batch * d.m * d.n, -1.0, 1.0);
+    let ta = Tensor::from_f32(gpu, "A", &[a.len()], &a).unwrap();
+    let tb = Tensor::from_f32(gpu, "B", &[b.len()], &b).unwrap();
+    let tc = Tensor::from_f32(gpu, "C", &[c0.len()], &c0).unwrap();
+    if d.beta == 0.0 {
+        tc.poison(gpu, POISON);
+    }
+    gemm(gpu, variant, &d, &ta.buf, &tb.buf, &tc.buf)
+        .unwrap()
+        .run(gpu);
+    let got = tc.to_f32(gpu).unwrap();
+    let mut want = c0.clone();
+    reference::gemm::gemm(&d, &a, &b, &mut want);
+    assert_close(
+        &format!("{} {d:?}", variant.name()),
+        &got,
+        &want,
+        Tol::BALANCED,
+    );
+}
+
+fn shapes() -> Vec<GemmDesc> {
+    let mut v = Vec::new();
+    for &(m, n, k) in &[
+        (1, 1, 1),
+        (3, 7, 5),
+        (67, 45, 33),
+        (64, 64, 64),
+        (9, 130, 1),
+        (65, 33, 257),
+        (2, 300, 17),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true)] {
+            v.push(GemmDesc {
+                trans_a: ta,
+                trans_b: tb,
+                ..GemmDesc::new(m, n, k)
+            });
+        }
+    }
+    v.push(GemmDesc {
+        batch: 3,
+        ..GemmDesc::new(13, 21, 11)
+    });
+    v.push(GemmDesc {
+        batch: 2,
+        trans_b: true,
+        alpha: 0.5,
+        beta: -1.25,
+        ..GemmDesc::new(70, 19, 29)
+    });
+    v.push(GemmDesc {
+        alpha: 2.0,
+        beta: 1.0,
+        trans_a: true,
+        ..GemmDesc::new(33, 66, 99)
+    });
+    v
+}
+
+fn all_shapes(variant: GemmVariant) {
+    for (i, d) in shapes().into_iter().enumerate() {
+        run_case(variant, d, 100 + i as u64);
+    }
+}
+
+#[test]
+fn gemm_tex_matches_twin() {
+    let Some(g) = gpu() else { return };
+    if !GemmVariant::tex_supported(g) {
+        eprintln!(
+            "gemm_tex: this adapter has no 8-wide subgroups; the variant is never selected here"
+        );
+        return;
+    }
+    all_shapes(GemmVariant::Tex);
+    run_case(GemmVariant::Tex, GemmDesc::new(301, 257, 800), 7);
+}
+
+#[test]
+fn gemm_reg8x2_matches_twin() {
+    all_shapes(GemmVariant::Reg {
+        wg: 64,
+        tm: 8,
+        tn: 2,
+    });
+    all_shapes(GemmVariant::Reg {
+        wg: 32,
+        tm: 8,
+        tn: 2,
+    });
+    run_case(
+        GemmVariant::Reg {
+            wg: 64,
+            tm: 8,
+            tn: 2,
+        },
+        GemmDesc::new(301, 257, 300),
+        8,
+    );
+}
+
+#[test]
+fn gemm_tiled_matches_twin() {
+    all_shapes(GemmVariant::Tiled {
+        wx: 16,
+        wy: 16,
+        bk: 16,
+    });
+    all_shapes(GemmVariant::Tiled {
+        wx: 8,
+        wy: 8,
+        bk: 32,
+    });
+    run_case(
+        GemmVariant::Tiled {
+            wx: 16,
+            wy: 16,
+            bk: 16,
+        },
+        GemmDesc::new(301, 257, 300),
+        9,
+    );
+}
+
+#[test]
+fn pack_rgba_matches_twin() {
+    let Some(g) = gpu() else { return };
+    if !g.features.contains(wgpu::Features::SUBGROUP) {
+        return;
+    }
+    let mut rng = Rng::new(3);
+    // A 13 x 10 transposed view over a 10 x 13 buffer, 2 batches, packed into 5 x 17 texels.
+    let src = rng.vec(2 * 130 + 3, -1.0, 1.0);
+    let pp = PackParams {
+        rows: 13,
+        cols: 10,
+        off: 3,
+        rs: 1,
+        cs: 13,
+        bs: 130,
+        ..Default::default()
+    };
+    let t = Tensor::from_f32(g, "src", &[src.len()], &src).unwrap();
+    let (op, tex) = pack(g, &pp, &t.buf, 5, 17, 2).unwrap();
+    op.run(g);
+    let got = g.read_texture_rgba32f(&tex).unwrap();
+    let want = reference::gemm::pack_rgba(&pp, &src, 5, 17, 2);
+    common::assert_exact_f32("pack_rgba", &got, &want);
+}
+
+#[test]
+fn gemm_rejects_buffers_that_are_too_small() {
+    let Some(g) = gpu() else { return };
+    let t = Tensor::from_f32(g, "small", &[10], &[0.0; 10]).unwrap();
+    let err = gemm(
+        g,
+        GemmVariant::default_for(g),
+        &GemmDesc::new(4, 4, 4),
+        &t.buf,
+        &t.buf,
+        &t.buf,
+    )
+    .err()
+    .expect("a 10-float buffer cannot hold a 4x4x4 GEMM");
+    assert!(err.to_string().contains("gemm"), "{err}");
+}
