@@ -235,7 +235,7 @@ pub fn gemm_bench(
             } else if s >= 2048 {
                 3
             } else {
-                5
+                7
             };
             let t = time_pass(gpu, "gemm", 1, reps, opts.wall, &|p| disp.encode(p))?;
             rows.push(Row::new(
