@@ -6,6 +6,7 @@
 //! params), [`reference`] (CPU twins), [`bench`] (roofline and kernel benchmarks), [`error`].
 
 pub mod bench;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod ops;
