@@ -1,4 +1,5 @@
-// Elementwise kernels over n f32 values: fill, scale, add, axpy, ReLU forward and backward.
+// Elementwise kernels over n f32 values: fill, scale, axpy, bias_add, add, ReLU forward and
+// backward.
 //
 // One invocation per element. Large tensors use a 2-D grid of workgroups; the flat index is
 // gid.x + gid.y * (num_workgroups.x * WG). Bindings are numbered so that each entry point uses a
@@ -6,7 +7,7 @@
 
 struct EwParams {
     n: u32,
-    _pad: u32,
+    cols: u32,    // bias_add: row length
     alpha: f32,   // fill value, scale factor or axpy's a
     _pad1: f32,
 }
@@ -41,6 +42,13 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i < p.n) { out[i] = fma(p.alpha, x[i], out[i]); }
+}
+
+// out[i] += x[i % cols]   (a bias over the last dimension of a row-major matrix)
+@compute @workgroup_size(WG)
+fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < p.n) { out[i] = out[i] + x[i % p.cols]; }
 }
 
 // out[i] = max(x[i], 0)

@@ -20,10 +20,15 @@ fn case(op: EwOp, n: usize, seed: u64) {
     let y = rng.vec(n, -2.0, 2.0);
     let out0 = rng.vec(n, -2.0, 2.0);
     let alpha = 0.75;
-    let tx = Tensor::from_f32(g, "x", &[n], &x).unwrap();
+    let x = if op == EwOp::BiasAdd {
+        x[..n.min(7)].to_vec()
+    } else {
+        x
+    };
+    let tx = Tensor::from_f32(g, "x", &[x.len()], &x).unwrap();
     let ty = Tensor::from_f32(g, "y", &[n], &y).unwrap();
     let to = Tensor::from_f32(g, "out", &[n], &out0).unwrap();
-    if !matches!(op, EwOp::Scale | EwOp::Axpy) {
+    if !matches!(op, EwOp::Scale | EwOp::Axpy | EwOp::BiasAdd) {
         to.poison(g, POISON);
     }
     let inputs: Vec<&Tensor> = [&tx, &ty][..op.inputs()].to_vec();
@@ -35,7 +40,12 @@ fn case(op: EwOp, n: usize, seed: u64) {
 }
 
 fn sizes(op: EwOp) {
-    for (i, &n) in [1usize, 7, 255, 256, 257, 1000, 70001].iter().enumerate() {
+    let lens: &[usize] = if op == EwOp::BiasAdd {
+        &[1, 7, 259, 7007]
+    } else {
+        &[1, 7, 255, 256, 257, 1000, 70001]
+    };
+    for (i, &n) in lens.iter().enumerate() {
         case(op, n, i as u64);
     }
 }
@@ -55,6 +65,10 @@ fn axpy_matches_twin() {
 #[test]
 fn relu_fwd_matches_twin() {
     sizes(EwOp::ReluFwd);
+}
+#[test]
+fn bias_add_matches_twin() {
+    sizes(EwOp::BiasAdd);
 }
 #[test]
 fn add_matches_twin() {

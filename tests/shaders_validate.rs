@@ -126,6 +126,13 @@ fn params_structs_match_their_wgsl_mirrors() {
     check_layout::<incq::ops::reduce::ReduceParams>();
     check_layout::<incq::ops::bench::BenchParams>();
     check_layout::<incq::ops::convert::ConvertParams>();
+    check_layout::<incq::ops::conv::ConvParams>();
+    check_layout::<incq::ops::norm::BnParams>();
+    check_layout::<incq::ops::pool::PoolParams>();
+    check_layout::<incq::ops::loss::LossParams>();
+    check_layout::<incq::ops::optim::SgdParams>();
+    check_layout::<incq::ops::optim::AdamParams>();
+    check_layout::<incq::ops::data::GatherParams>();
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! [`Dataset`] type (u8 pixels in NCHW order, u8 labels) that is uploaded to the GPU once.
 
 pub mod cifar;
+pub mod gpu;
 pub mod idx;
 
 use std::path::{Path, PathBuf};

@@ -21,6 +21,12 @@ pub enum ShaderId {
     GemmTex,
     Bench,
     Convert,
+    Conv,
+    Norm,
+    Pool,
+    Loss,
+    Optim,
+    Data,
 }
 
 impl ShaderId {
@@ -32,6 +38,12 @@ impl ShaderId {
         ShaderId::GemmTex,
         ShaderId::Bench,
         ShaderId::Convert,
+        ShaderId::Conv,
+        ShaderId::Norm,
+        ShaderId::Pool,
+        ShaderId::Loss,
+        ShaderId::Optim,
+        ShaderId::Data,
     ];
 
     /// The file's stem in `shaders/`.
@@ -43,6 +55,12 @@ impl ShaderId {
             ShaderId::GemmTex => "gemm_tex",
             ShaderId::Bench => "bench",
             ShaderId::Convert => "convert",
+            ShaderId::Conv => "conv",
+            ShaderId::Norm => "norm",
+            ShaderId::Pool => "pool",
+            ShaderId::Loss => "loss",
+            ShaderId::Optim => "optim",
+            ShaderId::Data => "data",
         }
     }
 
@@ -55,6 +73,12 @@ impl ShaderId {
             ShaderId::GemmTex => include_str!("../../shaders/gemm_tex.wgsl"),
             ShaderId::Bench => include_str!("../../shaders/bench.wgsl"),
             ShaderId::Convert => include_str!("../../shaders/convert.wgsl"),
+            ShaderId::Conv => include_str!("../../shaders/conv.wgsl"),
+            ShaderId::Norm => include_str!("../../shaders/norm.wgsl"),
+            ShaderId::Pool => include_str!("../../shaders/pool.wgsl"),
+            ShaderId::Loss => include_str!("../../shaders/loss.wgsl"),
+            ShaderId::Optim => include_str!("../../shaders/optim.wgsl"),
+            ShaderId::Data => include_str!("../../shaders/data.wgsl"),
         }
     }
 

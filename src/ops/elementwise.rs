@@ -11,7 +11,7 @@ crate::gpu_params!(
     /// Mirrors `EwParams`.
     pub struct EwParams {
         pub n: u32,
-        pub _pad: u32,
+        pub cols: u32,
         pub alpha: f32,
         pub _pad1: f32,
     }
@@ -38,6 +38,8 @@ pub enum EwOp {
     Axpy,
     /// out = max(x, 0)
     ReluFwd,
+    /// out[i] += x[i % cols] (x has `cols` values)
+    BiasAdd,
     /// out = x + y
     Add,
     /// out = y * (x > 0)
@@ -45,11 +47,12 @@ pub enum EwOp {
 }
 
 impl EwOp {
-    pub const ALL: [EwOp; 6] = [
+    pub const ALL: [EwOp; 7] = [
         EwOp::Fill,
         EwOp::Scale,
         EwOp::Axpy,
         EwOp::ReluFwd,
+        EwOp::BiasAdd,
         EwOp::Add,
         EwOp::ReluBwd,
     ];
@@ -60,6 +63,7 @@ impl EwOp {
             EwOp::Scale => "scale",
             EwOp::Axpy => "axpy",
             EwOp::ReluFwd => "relu_fwd",
+            EwOp::BiasAdd => "bias_add",
             EwOp::Add => "add",
             EwOp::ReluBwd => "relu_bwd",
         }
@@ -69,7 +73,7 @@ impl EwOp {
     pub fn inputs(self) -> usize {
         match self {
             EwOp::Fill | EwOp::Scale => 0,
-            EwOp::Axpy | EwOp::ReluFwd => 1,
+            EwOp::Axpy | EwOp::ReluFwd | EwOp::BiasAdd => 1,
             EwOp::Add | EwOp::ReluBwd => 2,
         }
     }
@@ -94,7 +98,21 @@ pub fn elementwise(
             ),
         });
     }
-    for t in inputs {
+    let cols = if op == EwOp::BiasAdd {
+        inputs[0].len()
+    } else {
+        0
+    };
+    if op == EwOp::BiasAdd && (cols == 0 || !out.len().is_multiple_of(cols)) {
+        return Err(Error::Shape {
+            op: "elementwise",
+            msg: format!(
+                "bias of {cols} values does not divide output {:?}",
+                out.shape
+            ),
+        });
+    }
+    for t in inputs.iter().filter(|_| op != EwOp::BiasAdd) {
         if t.len() != out.len() {
             return Err(Error::Shape {
                 op: "elementwise",
@@ -112,6 +130,7 @@ pub fn elementwise(
         KernelSpec::new(ShaderId::Elementwise, op.entry(), bindings).with("WG", f64::from(WG));
     let params = EwParams {
         n: out.len() as u32,
+        cols: cols as u32,
         alpha,
         ..Default::default()
     };

@@ -6,9 +6,15 @@
 //! built once, when a plan or a benchmark is set up, and `encode` only records it into a pass.
 
 pub mod bench;
+pub mod conv;
 pub mod convert;
+pub mod data;
 pub mod elementwise;
 pub mod gemm;
+pub mod loss;
+pub mod norm;
+pub mod optim;
+pub mod pool;
 pub mod reduce;
 
 use std::sync::Arc;

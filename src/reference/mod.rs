@@ -3,7 +3,13 @@
 //! The modules mirror `ops/`.
 
 pub mod bench;
+pub mod conv;
 pub mod convert;
+pub mod data;
 pub mod elementwise;
 pub mod gemm;
+pub mod loss;
+pub mod norm;
+pub mod optim;
+pub mod pool;
 pub mod reduce;

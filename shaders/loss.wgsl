@@ -1,0 +1,67 @@
+// Softmax cross-entropy, mean over the batch, fused with its gradient, and on-GPU metrics.
+//
+//  - softmax_ce: one invocation per sample: loss_n = logsumexp(z_n) - z_n[label];
+//    dz[n, j] = (softmax(z_n)_j - [j == label]) / N; per_sample[n] = (loss_n, correct_n), where
+//    correct means the first maximum logit is the label.
+//  - metrics_accumulate: one workgroup adds sum(loss_n), sum(correct_n) and N to metrics[0..3],
+//    so a whole epoch accumulates on the GPU and the host reads three floats when it logs.
+
+struct LossParams {
+    n: u32,
+    classes: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: LossParams;
+
+@group(0) @binding(1) var<storage, read_write> dz: array<f32>;
+@group(0) @binding(2) var<storage, read_write> per_sample: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> z: array<f32>;
+@group(0) @binding(4) var<storage, read> labels: array<u32>;
+
+@compute @workgroup_size(64)
+fn softmax_ce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let n = gid.x;
+    if (n >= p.n) { return; }
+    let base = n * p.classes;
+    let label = labels[n];
+    var mx = z[base];
+    var arg = 0u;
+    for (var j = 1u; j < p.classes; j++) {
+        let v = z[base + j];
+        if (v > mx) { mx = v; arg = j; }
+    }
+    var s = 0.0;
+    for (var j = 0u; j < p.classes; j++) { s += exp(z[base + j] - mx); }
+    let lse = mx + log(s);
+    let inv_n = 1.0 / f32(p.n);
+    for (var j = 0u; j < p.classes; j++) {
+        var g = exp(z[base + j] - lse);
+        if (j == label) { g -= 1.0; }
+        dz[base + j] = g * inv_n;
+    }
+    per_sample[n] = vec2<f32>(lse - z[base + label], select(0.0, 1.0, arg == label));
+}
+
+@group(0) @binding(1) var<storage, read_write> metrics: array<f32>;
+@group(0) @binding(2) var<storage, read> samples: array<vec2<f32>>;
+
+var<workgroup> red: array<vec2<f32>, 256>;
+
+@compute @workgroup_size(256)
+fn metrics_accumulate(@builtin(local_invocation_index) lid: u32) {
+    var acc = vec2<f32>(0.0);
+    for (var i = lid; i < p.n; i += 256u) { acc += samples[i]; }
+    red[lid] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        metrics[0] = metrics[0] + red[0].x;
+        metrics[1] = metrics[1] + red[0].y;
+        metrics[2] = metrics[2] + f32(p.n);
+    }
+}

@@ -1,0 +1,162 @@
+// Batch norm 2-D over NCHW (statistics per channel over N*H*W values), training and eval, with
+// an optional fused ReLU, and its backward pass.
+//
+//  - bn_stats (train): one workgroup per channel: mean, biased var -> stats[c] = (mean, invstd);
+//    running_mean/var <- (1 - momentum) * running + momentum * (mean, unbiased var).
+//  - bn_eval_stats: stats[c] = (running_mean, 1 / sqrt(running_var + eps)).
+//  - bn_apply: y = (x - mean) * invstd * gamma + beta, then max(y, 0) when relu = 1.
+//  - bn_bwd_reduce: one workgroup per channel: g = dy * (y > 0 when relu), xhat = (x - mean)
+//    * invstd; dgamma = sum g * xhat, dbeta = sum g.
+//  - bn_bwd_dx: dx = gamma * invstd * (g - dbeta / M - xhat * dgamma / M), M = N*H*W.
+// Reductions are per-invocation strided sums then a fixed tree: deterministic.
+
+struct BnParams {
+    n: u32,
+    c: u32,
+    hw: u32,
+    relu: u32,
+    eps: f32,
+    momentum: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: BnParams;
+
+// bn_stats / bn_eval_stats
+@group(0) @binding(1) var<storage, read_write> stats: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> sx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> running: array<f32>;  // [mean(C), var(C)]
+
+const WGR: u32 = 256u;
+var<workgroup> red0: array<f32, WGR>;
+var<workgroup> red1: array<f32, WGR>;
+
+fn idx(c: u32, e: u32) -> u32 {
+    let n = e / p.hw;
+    return (n * p.c + c) * p.hw + (e - n * p.hw);
+}
+
+fn tree2(lid: u32) {
+    workgroupBarrier();
+    for (var s = WGR / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red0[lid] = red0[lid] + red0[lid + s];
+            red1[lid] = red1[lid] + red1[lid + s];
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(256)
+fn bn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = wg.x;
+    let m = p.n * p.hw;
+    var s = 0.0;
+    for (var e = lid; e < m; e += WGR) { s += sx[idx(c, e)]; }
+    red0[lid] = s;
+    red1[lid] = 0.0;
+    tree2(lid);
+    let mean = red0[0] / f32(m);
+    workgroupBarrier();
+    var q = 0.0;
+    for (var e = lid; e < m; e += WGR) {
+        let d = sx[idx(c, e)] - mean;
+        q = fma(d, d, q);
+    }
+    red0[lid] = 0.0;
+    red1[lid] = q;
+    tree2(lid);
+    if (lid == 0u) {
+        let var_b = red1[0] / f32(m);
+        stats[c] = vec2<f32>(mean, 1.0 / sqrt(var_b + p.eps));
+        let var_u = red1[0] / f32(max(m, 2u) - 1u);
+        running[c] = (1.0 - p.momentum) * running[c] + p.momentum * mean;
+        running[p.c + c] = (1.0 - p.momentum) * running[p.c + c] + p.momentum * var_u;
+    }
+}
+
+@compute @workgroup_size(64)
+fn bn_eval_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    stats[c] = vec2<f32>(running[c], 1.0 / sqrt(running[p.c + c] + p.eps));
+}
+
+// bn_apply
+@group(0) @binding(1) var<storage, read_write> ay: array<f32>;
+@group(0) @binding(2) var<storage, read> ax: array<f32>;
+@group(0) @binding(3) var<storage, read> astats: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read> gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> beta: array<f32>;
+
+override WG: u32 = 256;
+
+@compute @workgroup_size(WG)
+fn bn_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.n * p.c * p.hw) { return; }
+    let c = (i / p.hw) % p.c;
+    let st = astats[c];
+    var y = fma((ax[i] - st.x) * st.y, gamma[c], beta[c]);
+    if (p.relu != 0u) { y = max(y, 0.0); }
+    ay[i] = y;
+}
+
+// bn_bwd_reduce
+@group(0) @binding(1) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(3) var<storage, read> rx: array<f32>;
+@group(0) @binding(4) var<storage, read> rdy: array<f32>;
+@group(0) @binding(5) var<storage, read> ry: array<f32>;
+@group(0) @binding(6) var<storage, read> rstats: array<vec2<f32>>;
+
+fn g_of(dy: f32, y: f32) -> f32 {
+    if (p.relu != 0u && y <= 0.0) { return 0.0; }
+    return dy;
+}
+
+@compute @workgroup_size(256)
+fn bn_bwd_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = wg.x;
+    let m = p.n * p.hw;
+    let st = rstats[c];
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var e = lid; e < m; e += WGR) {
+        let i = idx(c, e);
+        let g = g_of(rdy[i], ry[i]);
+        sg += g;
+        sgx = fma(g, (rx[i] - st.x) * st.y, sgx);
+    }
+    red0[lid] = sgx;
+    red1[lid] = sg;
+    tree2(lid);
+    if (lid == 0u) {
+        dgamma[c] = red0[0];
+        dbeta[c] = red1[0];
+    }
+}
+
+// bn_bwd_dx
+@group(0) @binding(1) var<storage, read_write> ddx: array<f32>;
+@group(0) @binding(2) var<storage, read> dx_x: array<f32>;
+@group(0) @binding(3) var<storage, read> dx_dy: array<f32>;
+@group(0) @binding(4) var<storage, read> dx_y: array<f32>;
+@group(0) @binding(5) var<storage, read> dx_stats: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read> dx_gamma: array<f32>;
+@group(0) @binding(7) var<storage, read> dx_dgamma: array<f32>;
+@group(0) @binding(8) var<storage, read> dx_dbeta: array<f32>;
+
+@compute @workgroup_size(WG)
+fn bn_bwd_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.n * p.c * p.hw) { return; }
+    let c = (i / p.hw) % p.c;
+    let st = dx_stats[c];
+    let m = f32(p.n * p.hw);
+    var g = dx_dy[i];
+    if (p.relu != 0u && dx_y[i] <= 0.0) { g = 0.0; }
+    let xhat = (dx_x[i] - st.x) * st.y;
+    ddx[i] = dx_gamma[c] * st.y * (g - dx_dbeta[c] / m - xhat * dx_dgamma[c] / m);
+}

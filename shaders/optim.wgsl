@@ -1,0 +1,76 @@
+// Optimizers. Every update is multiplied by a per-element mask (1 = trainable, 0 = frozen), so a
+// frozen weight (INQ) never moves; momentum and moments still accumulate, as in the reference
+// INQ code.
+//
+//  - sgd (PyTorch semantics, dampening 0): d = g + wd * w; v = mu * v + d;
+//    u = d + mu * v (Nesterov) or v; w -= lr * u * mask.
+//  - adam (L2 weight decay added to the gradient): m = b1 m + (1 - b1) d; v = b2 v + (1 - b2) d^2;
+//    w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) * mask.
+
+struct SgdParams {
+    n: u32,
+    nesterov: u32,
+    _pad0: u32,
+    _pad1: u32,
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    _pad2: f32,
+}
+
+struct AdamParams {
+    n: u32,
+    t: u32,
+    _pad0: u32,
+    _pad1: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    _pad2: f32,
+    _pad3: f32,
+    _pad4: f32,
+}
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<uniform> sp: SgdParams;
+@group(0) @binding(1) var<storage, read_write> w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> mom: array<f32>;
+@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(4) var<storage, read> mask: array<f32>;
+
+@compute @workgroup_size(WG)
+fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= sp.n) { return; }
+    let d = fma(sp.weight_decay, w[i], grad[i]);
+    let v = fma(sp.momentum, mom[i], d);
+    mom[i] = v;
+    var u = v;
+    if (sp.nesterov != 0u) { u = fma(sp.momentum, v, d); }
+    w[i] = w[i] - sp.lr * u * mask[i];
+}
+
+@group(0) @binding(0) var<uniform> ap: AdamParams;
+@group(0) @binding(1) var<storage, read_write> aw: array<f32>;
+@group(0) @binding(2) var<storage, read_write> am: array<f32>;
+@group(0) @binding(3) var<storage, read_write> av: array<f32>;
+@group(0) @binding(4) var<storage, read> agrad: array<f32>;
+@group(0) @binding(5) var<storage, read> amask: array<f32>;
+
+@compute @workgroup_size(WG)
+fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= ap.n) { return; }
+    let d = fma(ap.weight_decay, aw[i], agrad[i]);
+    let m = ap.beta1 * am[i] + (1.0 - ap.beta1) * d;
+    let v = ap.beta2 * av[i] + (1.0 - ap.beta2) * d * d;
+    am[i] = m;
+    av[i] = v;
+    let t = f32(ap.t);
+    let mhat = m / (1.0 - pow(ap.beta1, t));
+    let vhat = v / (1.0 - pow(ap.beta2, t));
+    aw[i] = aw[i] - ap.lr * mhat / (sqrt(vhat) + ap.eps) * amask[i];
+}

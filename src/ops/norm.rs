@@ -1,0 +1,208 @@
+//! Batch norm 2-D (shaders/norm.wgsl): batch statistics with running-stat updates, eval
+//! statistics, apply (optionally fused with ReLU), and the two backward kernels.
+
+use crate::error::{Error, Result};
+use crate::gpu::device::Gpu;
+use crate::gpu::kernels::{grid_1d, Binding, KernelSpec, ShaderId};
+use crate::ops::{grid_for, Dispatch};
+
+crate::gpu_params!(
+    ShaderId::Norm,
+    /// Mirrors `BnParams`.
+    pub struct BnParams {
+        pub n: u32,
+        pub c: u32,
+        pub hw: u32,
+        pub relu: u32,
+        pub eps: f32,
+        pub momentum: f32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+    }
+);
+
+/// A batch-norm layer applied to an N x C x HW tensor.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct BnShape {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+    pub relu: bool,
+}
+
+impl BnShape {
+    pub fn len(&self) -> usize {
+        self.n * self.c * self.hw
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn params(&self) -> BnParams {
+        BnParams {
+            n: self.n as u32,
+            c: self.c as u32,
+            hw: self.hw as u32,
+            relu: self.relu as u32,
+            eps: 1e-5,
+            momentum: 0.1,
+            ..Default::default()
+        }
+    }
+    fn check(&self) -> Result<()> {
+        if self.is_empty() {
+            return Err(Error::Shape {
+                op: "batch_norm",
+                msg: format!("empty shape {self:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+const WG: u32 = 256;
+
+/// Training statistics: `stats` (2C) <- (mean, invstd); `running` (2C: means then vars) updated.
+pub fn stats(
+    gpu: &Gpu,
+    s: &BnShape,
+    x: &wgpu::Buffer,
+    stats: &wgpu::Buffer,
+    running: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    s.check()?;
+    let spec = KernelSpec::new(
+        ShaderId::Norm,
+        "bn_stats",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::Read,
+            Binding::ReadWrite,
+        ],
+    );
+    let groups = grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension);
+    Dispatch::new(gpu, &spec, &s.params(), &[stats, x, running], groups)
+}
+
+/// Eval statistics from the running stats (`x` is bound but unused).
+pub fn eval_stats(
+    gpu: &Gpu,
+    s: &BnShape,
+    x: &wgpu::Buffer,
+    stats: &wgpu::Buffer,
+    running: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    s.check()?;
+    let spec = KernelSpec::new(
+        ShaderId::Norm,
+        "bn_eval_stats",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::Read,
+            Binding::ReadWrite,
+        ],
+    );
+    Dispatch::new(
+        gpu,
+        &spec,
+        &s.params(),
+        &[stats, x, running],
+        [(s.c as u32).div_ceil(64), 1, 1],
+    )
+}
+
+/// y = bn(x) (with ReLU when `s.relu`).
+pub fn apply(
+    gpu: &Gpu,
+    s: &BnShape,
+    x: &wgpu::Buffer,
+    stats: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    beta: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    s.check()?;
+    let spec = KernelSpec::new(
+        ShaderId::Norm,
+        "bn_apply",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+        ],
+    )
+    .with("WG", f64::from(WG));
+    Dispatch::new(
+        gpu,
+        &spec,
+        &s.params(),
+        &[y, x, stats, gamma, beta],
+        grid_for(gpu, s.len(), WG),
+    )
+}
+
+/// The buffers of one batch-norm backward pass.
+pub struct BnBwd<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub y: &'a wgpu::Buffer,
+    pub dy: &'a wgpu::Buffer,
+    pub stats: &'a wgpu::Buffer,
+    pub gamma: &'a wgpu::Buffer,
+    pub dgamma: &'a wgpu::Buffer,
+    pub dbeta: &'a wgpu::Buffer,
+    pub dx: &'a wgpu::Buffer,
+}
+
+/// dgamma, dbeta (overwritten), then dx.
+pub fn backward(gpu: &Gpu, s: &BnShape, b: &BnBwd<'_>) -> Result<[Dispatch; 2]> {
+    s.check()?;
+    let red = KernelSpec::new(
+        ShaderId::Norm,
+        "bn_bwd_reduce",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::ReadWrite,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+        ],
+    );
+    let groups = grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension);
+    let d1 = Dispatch::new(
+        gpu,
+        &red,
+        &s.params(),
+        &[b.dgamma, b.dbeta, b.x, b.dy, b.y, b.stats],
+        groups,
+    )?;
+    let dx = KernelSpec::new(
+        ShaderId::Norm,
+        "bn_bwd_dx",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+        ],
+    )
+    .with("WG", f64::from(WG));
+    let d2 = Dispatch::new(
+        gpu,
+        &dx,
+        &s.params(),
+        &[b.dx, b.x, b.dy, b.y, b.stats, b.gamma, b.dgamma, b.dbeta],
+        grid_for(gpu, s.len(), WG),
+    )?;
+    Ok([d1, d2])
+}

@@ -1,0 +1,580 @@
+//! Training kernels against their CPU twins, and every backward kernel against central finite
+//! differences of its forward twin (L = sum(forward(x) * r) for a random r, step 1e-2 in f64,
+//! 24 sampled coordinates, tolerance abs 2e-3 + rel 2e-2: the f32 rounding of the forward
+//! outputs bounds how well a difference quotient can agree).
+//! Shapes are awkward on purpose: batch 1, odd sizes, stride 2, 1x1 kernels, padding.
+
+mod common;
+use common::{assert_close, gpu, Rng, Tol, POISON};
+use incq::gpu::{DType, Tensor};
+use incq::ops::conv::ConvShape;
+use incq::ops::norm::{BnBwd, BnShape};
+use incq::ops::pool::PoolShape;
+use incq::ops::{conv, loss, norm, optim, pool};
+use incq::reference;
+
+fn up(g: &incq::Gpu, v: &[f32]) -> Tensor {
+    Tensor::from_f32(g, "t", &[v.len()], v).unwrap()
+}
+
+fn out(g: &incq::Gpu, n: usize) -> Tensor {
+    let t = Tensor::empty(g, "out", &[n], DType::F32).unwrap();
+    t.poison(g, POISON);
+    t
+}
+
+/// Central differences of `f` (a scalar function of `x`) at sampled coordinates vs `grad`.
+fn fd_check(what: &str, x: &[f32], grad: &[f32], f: &dyn Fn(&[f32]) -> f64) {
+    let mut rng = Rng::new(77);
+    let h = 1e-2f32;
+    for _ in 0..24 {
+        let i = rng.below(x.len() as u64) as usize;
+        let mut xp = x.to_vec();
+        xp[i] += h;
+        let mut xm = x.to_vec();
+        xm[i] -= h;
+        let num = (f(&xp) - f(&xm)) / (2.0 * f64::from(h));
+        let err = (num - f64::from(grad[i])).abs();
+        assert!(
+            err <= 2e-3 + 2e-2 * num.abs(),
+            "{what}: finite difference at {i}: numeric {num:e}, GPU {:e}",
+            grad[i]
+        );
+    }
+}
+
+fn dot(a: &[f32], r: &[f32]) -> f64 {
+    a.iter()
+        .zip(r)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum()
+}
+
+fn conv_shapes() -> Vec<ConvShape> {
+    let s = |n, cin, h, w, cout, k, stride, pad| ConvShape {
+        n,
+        cin,
+        h,
+        w,
+        cout,
+        k,
+        stride,
+        pad,
+    };
+    vec![
+        s(1, 1, 5, 5, 1, 3, 1, 1),
+        s(2, 3, 7, 9, 5, 3, 1, 1),
+        s(3, 6, 14, 14, 16, 5, 1, 0), // LeNet conv2 at batch 3
+        s(2, 1, 28, 28, 6, 5, 1, 2),  // LeNet conv1
+        s(2, 4, 9, 8, 6, 3, 2, 1),    // stride 2, odd input
+        s(2, 5, 8, 8, 7, 1, 2, 0),    // 1x1 stride-2 shortcut
+        s(1, 2, 6, 6, 3, 1, 1, 0),
+    ]
+}
+
+#[test]
+fn conv2d_fwd_bwd_data_bwd_weight_match_twins() {
+    let Some(g) = gpu() else { return };
+    for (t, s) in conv_shapes().into_iter().enumerate() {
+        let mut rng = Rng::new(t as u64);
+        let x = rng.vec(s.x_len(), -1.0, 1.0);
+        let w = rng.vec(s.w_len(), -1.0, 1.0);
+        let dy = rng.vec(s.y_len(), -1.0, 1.0);
+        let (tx, tw, tdy) = (up(g, &x), up(g, &w), up(g, &dy));
+        let (ty, tdx, tdw) = (out(g, s.y_len()), out(g, s.x_len()), out(g, s.w_len()));
+        conv::fwd(g, &s, &tx.buf, &tw.buf, &ty.buf).unwrap().run(g);
+        conv::bwd_data(g, &s, &tdy.buf, &tw.buf, &tdx.buf, false)
+            .unwrap()
+            .run(g);
+        conv::bwd_weight(g, &s, &tdy.buf, &tx.buf, &tdw.buf, false)
+            .unwrap()
+            .run(g);
+        let y_ref = reference::conv::conv2d_fwd(&s, &x, &w);
+        let (dx_ref, dw_ref) = reference::conv::conv2d_bwd(&s, &x, &w, &dy);
+        assert_close(
+            &format!("conv2d_fwd {s:?}"),
+            &ty.to_f32(g).unwrap(),
+            &y_ref,
+            Tol::BALANCED,
+        );
+        let dx = tdx.to_f32(g).unwrap();
+        let dw = tdw.to_f32(g).unwrap();
+        assert_close(
+            &format!("conv2d_bwd_data {s:?}"),
+            &dx,
+            &dx_ref,
+            Tol::BALANCED,
+        );
+        assert_close(
+            &format!("conv2d_bwd_weight {s:?}"),
+            &dw,
+            &dw_ref,
+            Tol::BALANCED,
+        );
+        fd_check("conv2d_bwd_data", &x, &dx, &|xv| {
+            dot(&reference::conv::conv2d_fwd(&s, xv, &w), &dy)
+        });
+        fd_check("conv2d_bwd_weight", &w, &dw, &|wv| {
+            dot(&reference::conv::conv2d_fwd(&s, &x, wv), &dy)
+        });
+    }
+}
+
+#[test]
+fn conv2d_accumulate_adds_into_the_output() {
+    let Some(g) = gpu() else { return };
+    let s = ConvShape {
+        n: 2,
+        cin: 3,
+        h: 5,
+        w: 6,
+        cout: 4,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let mut rng = Rng::new(9);
+    let (x, w, dy) = (
+        rng.vec(s.x_len(), -1.0, 1.0),
+        rng.vec(s.w_len(), -1.0, 1.0),
+        rng.vec(s.y_len(), -1.0, 1.0),
+    );
+    let base = rng.vec(s.w_len(), -1.0, 1.0);
+    let tdw = up(g, &base);
+    conv::bwd_weight(g, &s, &up(g, &dy).buf, &up(g, &x).buf, &tdw.buf, true)
+        .unwrap()
+        .run(g);
+    let (_, dw) = reference::conv::conv2d_bwd(&s, &x, &w, &dy);
+    let want: Vec<f32> = base.iter().zip(&dw).map(|(a, b)| a + b).collect();
+    assert_close(
+        "conv2d_bwd_weight accumulate",
+        &tdw.to_f32(g).unwrap(),
+        &want,
+        Tol::BALANCED,
+    );
+}
+
+fn bn_shapes() -> Vec<BnShape> {
+    vec![
+        BnShape {
+            n: 1,
+            c: 1,
+            hw: 7,
+            relu: false,
+        },
+        BnShape {
+            n: 3,
+            c: 5,
+            hw: 49,
+            relu: true,
+        },
+        BnShape {
+            n: 2,
+            c: 16,
+            hw: 100,
+            relu: false,
+        },
+        BnShape {
+            n: 64,
+            c: 3,
+            hw: 1,
+            relu: true,
+        },
+        BnShape {
+            n: 5,
+            c: 2,
+            hw: 300,
+            relu: true,
+        },
+    ]
+}
+
+#[test]
+fn batch_norm_kernels_match_twins() {
+    let Some(g) = gpu() else { return };
+    for (t, s) in bn_shapes().into_iter().enumerate() {
+        let mut rng = Rng::new(40 + t as u64);
+        let x: Vec<f32> = (0..s.len()).map(|_| rng.normal() * 2.0 + 0.5).collect();
+        let gamma = rng.vec(s.c, 0.5, 1.5);
+        let beta = rng.vec(s.c, -0.5, 0.5);
+        let running = [rng.vec(s.c, -0.1, 0.1), rng.vec(s.c, 0.9, 1.1)].concat();
+        let dy = rng.vec(s.len(), -1.0, 1.0);
+        let (tx, tg, tb, tr, tdy) = (
+            up(g, &x),
+            up(g, &gamma),
+            up(g, &beta),
+            up(g, &running),
+            up(g, &dy),
+        );
+        let (tst, ty) = (out(g, 2 * s.c), out(g, s.len()));
+        norm::stats(g, &s, &tx.buf, &tst.buf, &tr.buf)
+            .unwrap()
+            .run(g);
+        norm::apply(g, &s, &tx.buf, &tst.buf, &tg.buf, &tb.buf, &ty.buf)
+            .unwrap()
+            .run(g);
+        let (st_ref, run_ref) = reference::norm::stats(&s, &x, &running);
+        let st = tst.to_f32(g).unwrap();
+        assert_close(&format!("bn_stats {s:?}"), &st, &st_ref, Tol::BALANCED);
+        assert_close(
+            &format!("bn_stats running {s:?}"),
+            &tr.to_f32(g).unwrap(),
+            &run_ref,
+            Tol::BALANCED,
+        );
+        let y = ty.to_f32(g).unwrap();
+        assert_close(
+            &format!("bn_apply {s:?}"),
+            &y,
+            &reference::norm::apply(&s, &x, &st, &gamma, &beta),
+            Tol::BALANCED,
+        );
+
+        let (tdx, tdg, tdb) = (out(g, s.len()), out(g, s.c), out(g, s.c));
+        let b = BnBwd {
+            x: &tx.buf,
+            y: &ty.buf,
+            dy: &tdy.buf,
+            stats: &tst.buf,
+            gamma: &tg.buf,
+            dgamma: &tdg.buf,
+            dbeta: &tdb.buf,
+            dx: &tdx.buf,
+        };
+        for d in norm::backward(g, &s, &b).unwrap() {
+            d.run(g);
+        }
+        let (dx_ref, dg_ref, db_ref) = reference::norm::backward(&s, &x, &y, &dy, &st, &gamma);
+        let dx = tdx.to_f32(g).unwrap();
+        assert_close(&format!("bn_bwd_dx {s:?}"), &dx, &dx_ref, Tol::PERMISSIVE);
+        let dg = tdg.to_f32(g).unwrap();
+        assert_close(
+            &format!("bn_bwd_reduce dgamma {s:?}"),
+            &dg,
+            &dg_ref,
+            Tol::PERMISSIVE,
+        );
+        assert_close(
+            &format!("bn_bwd_reduce dbeta {s:?}"),
+            &tdb.to_f32(g).unwrap(),
+            &db_ref,
+            Tol::PERMISSIVE,
+        );
+        if !s.relu && s.n * s.hw > 1 {
+            let fwd = |xv: &[f32]| {
+                let (st, _) = reference::norm::stats(&s, xv, &running);
+                reference::norm::apply(&s, xv, &st, &gamma, &beta)
+            };
+            fd_check("bn backward dx", &x, &dx, &|xv| dot(&fwd(xv), &dy));
+            fd_check("bn backward dgamma", &gamma, &dg, &|gv| {
+                dot(&reference::norm::apply(&s, &x, &st, gv, &beta), &dy)
+            });
+        }
+    }
+}
+
+#[test]
+fn bn_eval_stats_matches_twin() {
+    let Some(g) = gpu() else { return };
+    let s = BnShape {
+        n: 2,
+        c: 70,
+        hw: 3,
+        relu: false,
+    };
+    let mut rng = Rng::new(3);
+    let running = [rng.vec(s.c, -1.0, 1.0), rng.vec(s.c, 0.0, 3.0)].concat();
+    let (tr, tx, tst) = (up(g, &running), up(g, &[0.0; 420]), out(g, 2 * s.c));
+    norm::eval_stats(g, &s, &tx.buf, &tst.buf, &tr.buf)
+        .unwrap()
+        .run(g);
+    assert_close(
+        "bn_eval_stats",
+        &tst.to_f32(g).unwrap(),
+        &reference::norm::eval_stats(&s, &running),
+        Tol::STRICT,
+    );
+}
+
+#[test]
+fn pooling_kernels_match_twins() {
+    let Some(g) = gpu() else { return };
+    for (t, s) in [
+        PoolShape {
+            n: 1,
+            c: 1,
+            h: 2,
+            w: 2,
+        },
+        PoolShape {
+            n: 3,
+            c: 6,
+            h: 28,
+            w: 28,
+        },
+        PoolShape {
+            n: 2,
+            c: 5,
+            h: 7,
+            w: 9,
+        },
+        PoolShape {
+            n: 2,
+            c: 64,
+            h: 8,
+            w: 8,
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut rng = Rng::new(60 + t as u64);
+        let x = rng.vec(s.n * s.c * s.h * s.w, -3.0, 3.0);
+        let (oh, ow) = s.max_out();
+        let m = s.n * s.c * oh * ow;
+        let dy = rng.vec(m, -1.0, 1.0);
+        let tx = up(g, &x);
+        let ty = out(g, m);
+        let targ = Tensor::empty(g, "arg", &[m], DType::U32).unwrap();
+        targ.poison(g, POISON);
+        pool::max_fwd(g, &s, &tx.buf, &ty.buf, &targ.buf)
+            .unwrap()
+            .run(g);
+        let (y_ref, arg_ref) = reference::pool::max_fwd(&s, &x);
+        common::assert_exact_f32("maxpool2_fwd", &ty.to_f32(g).unwrap(), &y_ref);
+        assert_eq!(
+            targ.to_u32(g).unwrap(),
+            arg_ref,
+            "maxpool2_fwd argmax {s:?}"
+        );
+        let tdx = out(g, x.len());
+        pool::max_bwd(g, &s, &up(g, &dy).buf, &targ.buf, &tdx.buf)
+            .unwrap()
+            .run(g);
+        let dx = tdx.to_f32(g).unwrap();
+        common::assert_exact_f32(
+            "maxpool2_bwd",
+            &dx,
+            &reference::pool::max_bwd(&s, &dy, &arg_ref),
+        );
+        fd_check("maxpool2_bwd", &x, &dx, &|xv| {
+            dot(&reference::pool::max_fwd(&s, xv).0, &dy)
+        });
+
+        let tg = out(g, s.n * s.c);
+        pool::gap_fwd(g, &s, &tx.buf, &tg.buf).unwrap().run(g);
+        assert_close(
+            "gap_fwd",
+            &tg.to_f32(g).unwrap(),
+            &reference::pool::gap_fwd(&s, &x),
+            Tol::BALANCED,
+        );
+        let gdy = rng.vec(s.n * s.c, -1.0, 1.0);
+        let tgdx = out(g, x.len());
+        pool::gap_bwd(g, &s, &up(g, &gdy).buf, &tgdx.buf)
+            .unwrap()
+            .run(g);
+        let gdx = tgdx.to_f32(g).unwrap();
+        assert_close(
+            "gap_bwd",
+            &gdx,
+            &reference::pool::gap_bwd(&s, &gdy),
+            Tol::STRICT,
+        );
+        fd_check("gap_bwd", &x, &gdx, &|xv| {
+            dot(&reference::pool::gap_fwd(&s, xv), &gdy)
+        });
+    }
+}
+
+#[test]
+fn maxpool_ties_pick_the_first_maximum() {
+    let Some(g) = gpu() else { return };
+    let s = PoolShape {
+        n: 1,
+        c: 1,
+        h: 2,
+        w: 4,
+    };
+    let x = [1.0, 1.0, 0.0, 2.0, 1.0, 1.0, 2.0, 2.0];
+    let ty = out(g, 2);
+    let targ = Tensor::empty(g, "arg", &[2], DType::U32).unwrap();
+    pool::max_fwd(g, &s, &up(g, &x).buf, &ty.buf, &targ.buf)
+        .unwrap()
+        .run(g);
+    assert_eq!(targ.to_u32(g).unwrap(), vec![0, 1]);
+    assert_eq!(targ.to_u32(g).unwrap(), reference::pool::max_fwd(&s, &x).1);
+}
+
+#[test]
+fn softmax_ce_and_metrics_match_twins() {
+    let Some(g) = gpu() else { return };
+    for &(n, classes) in &[(1usize, 10usize), (64, 10), (7, 3), (130, 10)] {
+        let mut rng = Rng::new(n as u64);
+        let z = rng.vec(n * classes, -4.0, 4.0);
+        let labels: Vec<u32> = (0..n).map(|_| rng.below(classes as u64) as u32).collect();
+        let tz = up(g, &z);
+        let tl = Tensor::from_u32(g, "labels", &[n], &labels).unwrap();
+        let (tdz, tper) = (out(g, n * classes), out(g, 2 * n));
+        loss::softmax_ce(g, n, classes, &tz.buf, &tl.buf, &tdz.buf, &tper.buf)
+            .unwrap()
+            .run(g);
+        let (dz_ref, per_ref) = reference::loss::softmax_ce(n, classes, &z, &labels);
+        let dz = tdz.to_f32(g).unwrap();
+        assert_close("softmax_ce dz", &dz, &dz_ref, Tol::STRICT);
+        let per_flat: Vec<f32> = per_ref.iter().flatten().copied().collect();
+        assert_close(
+            "softmax_ce per-sample",
+            &tper.to_f32(g).unwrap(),
+            &per_flat,
+            Tol::BALANCED,
+        );
+        fd_check("softmax_ce", &z, &dz, &|zv| {
+            reference::loss::mean_loss(n, classes, zv, &labels)
+        });
+
+        let tm = up(g, &[1.5, 2.0, 3.0, 0.0]);
+        loss::accumulate(g, n, &tper.buf, &tm.buf).unwrap().run(g);
+        let want = reference::loss::accumulate([1.5, 2.0, 3.0], &per_ref);
+        assert_close(
+            "metrics_accumulate",
+            &tm.to_f32(g).unwrap()[..3],
+            &want,
+            Tol::BALANCED,
+        );
+    }
+}
+
+#[test]
+fn sgd_and_adam_match_twins_and_respect_the_mask() {
+    let Some(g) = gpu() else { return };
+    let n = 1001;
+    let mut rng = Rng::new(5);
+    let w = rng.vec(n, -1.0, 1.0);
+    let grad = rng.vec(n, -1.0, 1.0);
+    let mom = rng.vec(n, -0.1, 0.1);
+    let mask: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { 0.0 } else { 1.0 }).collect();
+    for nesterov in [0, 1] {
+        let p = optim::SgdParams {
+            n: n as u32,
+            nesterov,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            ..Default::default()
+        };
+        let (tw, tm) = (up(g, &w), up(g, &mom));
+        optim::sgd(
+            g,
+            &p,
+            &tw.buf,
+            &tm.buf,
+            &up(g, &grad).buf,
+            &up(g, &mask).buf,
+        )
+        .unwrap()
+        .run(g);
+        let (mut w2, mut m2) = (w.clone(), mom.clone());
+        reference::optim::sgd(&p, &mut w2, &mut m2, &grad, &mask);
+        let got = tw.to_f32(g).unwrap();
+        assert_close("sgd w", &got, &w2, Tol::STRICT);
+        assert_close("sgd momentum", &tm.to_f32(g).unwrap(), &m2, Tol::STRICT);
+        for i in (0..n).step_by(3) {
+            assert_eq!(
+                got[i].to_bits(),
+                w[i].to_bits(),
+                "sgd moved frozen weight {i}"
+            );
+        }
+    }
+    let p = optim::AdamParams {
+        n: n as u32,
+        t: 3,
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 1e-4,
+        ..Default::default()
+    };
+    let v0 = rng.vec(n, 0.0, 0.01);
+    let (tw, tm, tv) = (up(g, &w), up(g, &mom), up(g, &v0));
+    let b = optim::AdamBufs {
+        w: &tw.buf,
+        m: &tm.buf,
+        v: &tv.buf,
+        grad: &up(g, &grad).buf,
+        mask: &up(g, &mask).buf,
+    };
+    optim::adam(g, &p, &b).unwrap().run(g);
+    let (mut w2, mut m2, mut v2) = (w.clone(), mom.clone(), v0.clone());
+    reference::optim::adam(&p, &mut w2, &mut m2, &mut v2, &grad, &mask);
+    let got = tw.to_f32(g).unwrap();
+    assert_close(
+        "adam w",
+        &got,
+        &w2,
+        Tol {
+            abs: 1e-6,
+            rel: 1e-5,
+        },
+    );
+    assert_close("adam m", &tm.to_f32(g).unwrap(), &m2, Tol::STRICT);
+    assert_close("adam v", &tv.to_f32(g).unwrap(), &v2, Tol::STRICT);
+    for i in (0..n).step_by(3) {
+        assert_eq!(
+            got[i].to_bits(),
+            w[i].to_bits(),
+            "adam moved frozen weight {i}"
+        );
+    }
+}
+
+#[test]
+fn gather_batch_matches_twin_with_and_without_augmentation() {
+    let Some(g) = gpu() else { return };
+    use incq::data::gpu::GpuDataset;
+    use incq::data::{DataKind, Dataset};
+    let mut rng = Rng::new(12);
+    for (kind, c, h, w) in [
+        (DataKind::Mnist, 1usize, 28usize, 28usize),
+        (DataKind::Cifar10, 3, 32, 32),
+    ] {
+        let n = 37;
+        let (mean, std) = kind.norm();
+        let d = Dataset {
+            kind,
+            images: (0..n * c * h * w).map(|_| rng.below(256) as u8).collect(),
+            labels: (0..n).map(|_| rng.below(10) as u8).collect(),
+            n,
+            c,
+            h,
+            w,
+            mean,
+            std,
+        };
+        // Force the two-binding split (images 0..20 in img0, the rest in img1).
+        let gd = GpuDataset::upload_with_limit(g, &d, 20 * c * h * w).unwrap();
+        assert_eq!(gd.split, 20);
+        assert!(GpuDataset::upload_with_limit(g, &d, 10 * c * h * w).is_err());
+        let perm: Vec<u32> = (0..n as u32).rev().collect();
+        let tperm = Tensor::from_u32(g, "perm", &[n], &perm).unwrap();
+        let labels: Vec<u32> = d.labels.iter().map(|&l| u32::from(l)).collect();
+        for augment in [false, true] {
+            let batch = 5;
+            let p = gd.params(batch, 9, augment, 1234);
+            let out = out(g, batch * c * h * w);
+            let lab = Tensor::empty(g, "lab", &[batch], DType::U32).unwrap();
+            lab.poison(g, POISON);
+            gd.gather(g, &p, &tperm, &out, &lab).unwrap().run(g);
+            let (want, want_lab) = reference::data::gather_batch(&p, &perm, &d.images, &labels);
+            assert_close(
+                &format!("gather_batch {kind:?} augment={augment}"),
+                &out.to_f32(g).unwrap(),
+                &want,
+                Tol::STRICT,
+            );
+            assert_eq!(lab.to_u32(g).unwrap(), want_lab);
+        }
+    }
+}
