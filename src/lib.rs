@@ -9,8 +9,11 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod graph;
+pub mod io;
 pub mod ops;
 pub mod reference;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{DeviceOptions, Gpu, Tensor};

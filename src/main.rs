@@ -4,10 +4,13 @@
 
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use incq::bench::{self, BenchOpts};
 use incq::gpu::device::{list_adapters, DeviceOptions, Gpu};
 use incq::ops::gemm::GemmVariant;
+use incq::train::{LrSchedule, TrainConfig};
 use incq::{Error, Result};
 
 #[derive(Parser)]
@@ -40,6 +43,124 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Train a model (default: LeNet-BN on the bundled MNIST).
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on a test set.
+    Eval {
+        /// A model.safetensors written by `incq train`.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// lenet-bn, resnet20 or vgg-small (default: the checkpoint's own).
+        #[arg(long)]
+        model: Option<String>,
+        /// mnist, fashion-mnist or cifar10 (default: the checkpoint's own).
+        #[arg(long)]
+        data: Option<String>,
+        /// Directory holding the data set files.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone, Debug, Default)]
+struct TrainArgs {
+    /// A TOML file with any of the keys below (flags given on the command line win).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// lenet-bn, resnet20 or vgg-small.
+    #[arg(long)]
+    model: Option<String>,
+    /// mnist, fashion-mnist or cifar10.
+    #[arg(long)]
+    data: Option<String>,
+    /// Directory holding the data set files (default: bundled MNIST, Debian's Fashion-MNIST).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    #[arg(long)]
+    lr: Option<f32>,
+    /// step, cosine or constant.
+    #[arg(long)]
+    lr_schedule: Option<String>,
+    #[arg(long)]
+    momentum: Option<f32>,
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    #[arg(long)]
+    nesterov: bool,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output directory (metrics.jsonl, model.safetensors, summary.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Stop each epoch after this many steps (smoke runs).
+    #[arg(long)]
+    max_steps_per_epoch: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            toml::from_str::<TrainConfig>(&text).map_err(|e| Error::File {
+                path: p.clone(),
+                msg: format!("bad config: {}", e.message()),
+            })?
+        }
+        None => TrainConfig::default(),
+    };
+    macro_rules! set {
+        ($f:ident) => {
+            if let Some(v) = &a.$f {
+                cfg.$f = v.clone();
+            }
+        };
+    }
+    set!(model);
+    set!(data);
+    set!(epochs);
+    set!(batch);
+    set!(lr);
+    set!(momentum);
+    set!(weight_decay);
+    set!(seed);
+    set!(out);
+    set!(max_steps_per_epoch);
+    if a.data_dir.is_some() {
+        cfg.data_dir = a.data_dir.clone();
+    }
+    if let Some(s) = &a.lr_schedule {
+        cfg.lr_schedule = match s.as_str() {
+            "step" => LrSchedule::Step,
+            "cosine" => LrSchedule::Cosine,
+            "constant" => LrSchedule::Constant,
+            other => {
+                return Err(Error::BadArg {
+                    flag: "--lr-schedule".into(),
+                    msg: format!("'{other}' is not one of step, cosine, constant"),
+                })
+            }
+        };
+    }
+    if a.nesterov {
+        cfg.nesterov = true;
+    }
+    if a.quiet {
+        cfg.progress = false;
+    }
+    if let Some(dir) = &a.resume {
+        cfg.out = dir.clone();
+    }
+    Ok(cfg)
 }
 
 #[derive(Args, Clone)]
@@ -178,6 +299,51 @@ fn run(cli: Cli) -> Result<()> {
     };
     match cli.cmd {
         Cmd::Info { verbose } => info(&dev, verbose),
+        Cmd::Train(a) => {
+            let cfg = train_config(&a)?;
+            let gpu = Gpu::open(&dev)?;
+            eprintln!("device: {}", gpu.describe());
+            let s = incq::train::train(&gpu, &cfg, a.resume.as_deref())?;
+            println!(
+                "{} on {}: test accuracy {:.2}% (loss {:.4}), train accuracy {:.2}%, {:.0} images/s, {:.1} s/epoch; files in {}",
+                s.model,
+                s.data,
+                100.0 * s.test_accuracy,
+                s.test_loss,
+                100.0 * s.train_accuracy,
+                s.train_images_per_s,
+                s.seconds_per_epoch,
+                cfg.out.display()
+            );
+            Ok(())
+        }
+        Cmd::Eval {
+            checkpoint,
+            model,
+            data,
+            data_dir,
+        } => {
+            let meta = incq::io::checkpoint::read_metadata(&checkpoint)?;
+            let cfg = TrainConfig {
+                model: model
+                    .or_else(|| meta.get("model").cloned())
+                    .unwrap_or_else(|| "lenet-bn".into()),
+                data: data
+                    .or_else(|| meta.get("data").cloned())
+                    .unwrap_or_else(|| "mnist".into()),
+                data_dir,
+                ..TrainConfig::default()
+            };
+            let gpu = Gpu::open(&dev)?;
+            let (loss, acc) = incq::train::eval_checkpoint(&gpu, &cfg, &checkpoint)?;
+            println!(
+                "{} on {}: test accuracy {:.2}% (loss {loss:.4})",
+                cfg.model,
+                cfg.data,
+                100.0 * acc
+            );
+            Ok(())
+        }
         Cmd::Bench { what } => {
             let gpu = Gpu::open(&dev)?;
             eprintln!("device: {}", gpu.describe());

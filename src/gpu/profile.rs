@@ -56,8 +56,16 @@ impl Timing {
     }
 }
 
+/// Whether timestamp queries are trusted on this device. On CPU-backed adapters (lavapipe) they
+/// are not: there, a conv dispatch measured 0.27 ms by timestamps and 206 ms by the wall clock,
+/// so incq times CPU devices with the wall clock closed by a device sync.
+pub fn timestamps_trusted(gpu: &Gpu) -> bool {
+    gpu.has_timestamps() && gpu.info.device_type != wgpu::DeviceType::Cpu
+}
+
 /// Times `record` (which records dispatches into one compute pass): `warmup` untimed runs, then
-/// `repeats` timed runs, each submitted on its own. Uses timestamps unless `force_wall`.
+/// `repeats` timed runs, each submitted on its own. Uses timestamps where they are trusted
+/// ([`timestamps_trusted`]) unless `force_wall`.
 pub fn time_pass(
     gpu: &Gpu,
     label: &str,
@@ -70,7 +78,7 @@ pub fn time_pass(
         gpu.run_pass(label, |p| record(p));
     }
     gpu.sync()?;
-    if gpu.has_timestamps() && !force_wall {
+    if timestamps_trusted(gpu) && !force_wall {
         let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("incq timer"),
             ty: wgpu::QueryType::Timestamp,

@@ -1,0 +1,921 @@
+//! Compiling a [`Model`] into a [`Plan`]: every buffer is allocated and every pipeline and bind
+//! group built once, up front; a training step is then only `encode_train` into one compute pass
+//! and one submit (gather, forward, loss, backward, optimizer), and an eval step `encode_eval`.
+//!
+//! Parameters live in a [`Net`] shared by the train and eval plans. Each weight tensor carries the
+//! buffers the quantization schedules need — `w`, `grad`, `momentum`, `mask` — and a
+//! [`WeightMode`]; in `Float` mode `w_eff` is `w` itself (no copy).
+
+use crate::error::{Error, Result};
+use crate::gpu::device::Gpu;
+use crate::gpu::tensor::{DType, Tensor};
+use crate::graph::model::{Layer, Model};
+use crate::ops::conv::{self, ConvShape};
+use crate::ops::elementwise::{elementwise, EwOp};
+use crate::ops::gemm::{gemm, GemmDesc, GemmVariant};
+use crate::ops::norm::{self, BnBwd, BnShape};
+use crate::ops::optim::{self, SgdParams};
+use crate::ops::pool::{self, PoolShape};
+use crate::ops::reduce::{reduce, ReduceOp, ReduceShape};
+use crate::ops::{loss, Dispatch, Op};
+
+/// How forward reads a weight tensor. Schedules add modes (INQ's pow2, BinaryRelax's relaxed...).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum WeightMode {
+    /// `w_eff` is `w`.
+    Float,
+}
+
+/// How a layer's activations are quantized after its ReLU. Schedules add modes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ActMode {
+    Float,
+}
+
+/// One trainable tensor and the buffers that travel with it.
+pub struct Param {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub w: Tensor,
+    pub grad: Tensor,
+    pub momentum: Tensor,
+    pub mask: Tensor,
+    pub mode: WeightMode,
+    /// Weight decay applies (conv and linear weights; not BN affine parameters or biases).
+    pub decay: bool,
+}
+
+impl Param {
+    /// What forward reads.
+    pub fn w_eff(&self) -> &Tensor {
+        match self.mode {
+            WeightMode::Float => &self.w,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Parameter indices of one batch norm: gamma, beta, and its running-stats buffer.
+#[derive(Copy, Clone, Debug)]
+struct BnIdx {
+    gamma: usize,
+    beta: usize,
+    running: usize,
+}
+
+#[derive(Clone, Debug)]
+enum LayerIdx {
+    Conv(usize),
+    Bn(BnIdx),
+    Linear {
+        w: usize,
+        b: usize,
+    },
+    Block {
+        w1: usize,
+        bn1: BnIdx,
+        w2: usize,
+        bn2: BnIdx,
+        proj: Option<(usize, BnIdx)>,
+    },
+    None,
+}
+
+/// Parameters and state of a model on the GPU, shared by its plans.
+pub struct Net {
+    pub model: Model,
+    pub params: Vec<Param>,
+    /// Non-trainable state (BN running means then variances, 2C each), with names.
+    pub buffers: Vec<(String, Tensor)>,
+    idx: Vec<LayerIdx>,
+    pub act_modes: Vec<ActMode>,
+}
+
+struct InitRng(u64);
+
+impl InitRng {
+    fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+impl Net {
+    /// Allocates and initialises every parameter: conv and linear weights and biases uniform in
+    /// ±1/sqrt(fan_in) (PyTorch's default), BN gamma 1 and beta 0, running stats (0, 1).
+    pub fn new(gpu: &Gpu, model: &Model, seed: u64) -> Result<Net> {
+        let shapes = model.shapes()?;
+        let mut rng = InitRng(seed ^ 0x5DEE_CE66_D1CE_5EED);
+        let mut net = Net {
+            model: model.clone(),
+            params: Vec::new(),
+            buffers: Vec::new(),
+            idx: Vec::new(),
+            act_modes: vec![ActMode::Float; model.layers.len()],
+        };
+        let mut s = model.input;
+        for (i, layer) in model.layers.iter().enumerate() {
+            let (c, h, w) = s;
+            let li = match *layer {
+                Layer::Conv { cout, k, .. } => {
+                    LayerIdx::Conv(net.conv(gpu, &mut rng, &format!("l{i}.conv"), c, cout, k)?)
+                }
+                Layer::Bn { .. } => LayerIdx::Bn(net.bn(gpu, &format!("l{i}.bn"), c)?),
+                Layer::Linear { fout, .. } => {
+                    let fin = c * h * w;
+                    let bound = 1.0 / (fin as f32).sqrt();
+                    let wv: Vec<f32> = (0..fout * fin).map(|_| rng.next() * bound).collect();
+                    let bv: Vec<f32> = (0..fout).map(|_| rng.next() * bound).collect();
+                    let wi = net.add_param(
+                        gpu,
+                        &format!("l{i}.linear.weight"),
+                        &[fout, fin],
+                        &wv,
+                        true,
+                    )?;
+                    let bi =
+                        net.add_param(gpu, &format!("l{i}.linear.bias"), &[fout], &bv, false)?;
+                    LayerIdx::Linear { w: wi, b: bi }
+                }
+                Layer::BasicBlock { cout, stride } => {
+                    let n = format!("l{i}.block");
+                    let w1 = net.conv(gpu, &mut rng, &format!("{n}.conv1"), c, cout, 3)?;
+                    let bn1 = net.bn(gpu, &format!("{n}.bn1"), cout)?;
+                    let w2 = net.conv(gpu, &mut rng, &format!("{n}.conv2"), cout, cout, 3)?;
+                    let bn2 = net.bn(gpu, &format!("{n}.bn2"), cout)?;
+                    let proj = if stride != 1 || c != cout {
+                        Some((
+                            net.conv(gpu, &mut rng, &format!("{n}.shortcut.conv"), c, cout, 1)?,
+                            net.bn(gpu, &format!("{n}.shortcut.bn"), cout)?,
+                        ))
+                    } else {
+                        None
+                    };
+                    LayerIdx::Block {
+                        w1,
+                        bn1,
+                        w2,
+                        bn2,
+                        proj,
+                    }
+                }
+                Layer::MaxPool2 | Layer::Gap => LayerIdx::None,
+            };
+            net.idx.push(li);
+            s = shapes[i];
+        }
+        Ok(net)
+    }
+
+    fn conv(
+        &mut self,
+        gpu: &Gpu,
+        rng: &mut InitRng,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+    ) -> Result<usize> {
+        let bound = 1.0 / ((cin * k * k) as f32).sqrt();
+        let v: Vec<f32> = (0..cout * cin * k * k)
+            .map(|_| rng.next() * bound)
+            .collect();
+        self.add_param(gpu, &format!("{name}.weight"), &[cout, cin, k, k], &v, true)
+    }
+
+    fn bn(&mut self, gpu: &Gpu, name: &str, c: usize) -> Result<BnIdx> {
+        let gamma = self.add_param(gpu, &format!("{name}.weight"), &[c], &vec![1.0; c], false)?;
+        let beta = self.add_param(gpu, &format!("{name}.bias"), &[c], &vec![0.0; c], false)?;
+        let mut rs = vec![0.0; c];
+        rs.extend(vec![1.0; c]);
+        self.buffers.push((
+            format!("{name}.running_stats"),
+            Tensor::from_f32(gpu, name, &[2 * c], &rs)?,
+        ));
+        Ok(BnIdx {
+            gamma,
+            beta,
+            running: self.buffers.len() - 1,
+        })
+    }
+
+    fn add_param(
+        &mut self,
+        gpu: &Gpu,
+        name: &str,
+        shape: &[usize],
+        init: &[f32],
+        decay: bool,
+    ) -> Result<usize> {
+        let n = init.len();
+        self.params.push(Param {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            w: Tensor::from_f32(gpu, name, &[n], init)?,
+            grad: Tensor::from_f32(gpu, &format!("{name}.grad"), &[n], &vec![0.0; n])?,
+            momentum: Tensor::from_f32(gpu, &format!("{name}.momentum"), &[n], &vec![0.0; n])?,
+            mask: Tensor::from_f32(gpu, &format!("{name}.mask"), &[n], &vec![1.0; n])?,
+            mode: WeightMode::Float,
+            decay,
+        });
+        Ok(self.params.len() - 1)
+    }
+
+    /// Total number of trainable values.
+    pub fn num_params(&self) -> usize {
+        self.params.iter().map(|p| p.len()).sum()
+    }
+}
+
+/// Optimizer settings of a plan (the learning rate is rewritten as the schedule moves).
+#[derive(Copy, Clone, Debug)]
+pub struct OptimConfig {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+}
+
+/// A compiled train or eval step at a fixed batch size.
+pub struct Plan {
+    pub batch: usize,
+    pub train: bool,
+    pub input: Tensor,
+    pub labels: Tensor,
+    pub logits: usize,
+    pub metrics: Tensor,
+    tensors: Vec<Tensor>,
+    fwd: Vec<Op>,
+    loss: Vec<Dispatch>,
+    bwd: Vec<Op>,
+    opt: Vec<(usize, Dispatch)>,
+    opt_cfg: Option<OptimConfig>,
+}
+
+struct B<'a> {
+    gpu: &'a Gpu,
+    n: usize,
+    variant: GemmVariant,
+    tensors: Vec<Tensor>,
+    fwd: Vec<Op>,
+    bwd: Vec<Op>,
+    train: bool,
+}
+
+impl B<'_> {
+    fn t(&mut self, len: usize, dtype: DType) -> Result<usize> {
+        self.tensors
+            .push(Tensor::empty(self.gpu, "activation", &[len.max(1)], dtype)?);
+        Ok(self.tensors.len() - 1)
+    }
+    fn buf(&self, i: usize) -> &wgpu::Buffer {
+        &self.tensors[i].buf
+    }
+}
+
+impl Plan {
+    /// Compiles `net` for batches of `batch`. `opt` is `Some` for a training plan.
+    pub fn new(gpu: &Gpu, net: &Net, batch: usize, opt: Option<OptimConfig>) -> Result<Plan> {
+        if batch == 0 {
+            return Err(Error::BadArg {
+                flag: "--batch".into(),
+                msg: "batch must be positive".into(),
+            });
+        }
+        let model = &net.model;
+        let shapes = model.shapes()?;
+        let (c0, h0, w0) = model.input;
+        let mut b = B {
+            gpu,
+            n: batch,
+            variant: GemmVariant::default_for(gpu),
+            tensors: Vec::new(),
+            fwd: Vec::new(),
+            bwd: Vec::new(),
+            train: opt.is_some(),
+        };
+        let input = b.t(batch * c0 * h0 * w0, DType::F32)?;
+        let mut acts = vec![input];
+        let mut grads = vec![b.t(batch * c0 * h0 * w0, DType::F32)?];
+        for s in &shapes {
+            acts.push(b.t(batch * s.0 * s.1 * s.2, DType::F32)?);
+            grads.push(b.t(batch * s.0 * s.1 * s.2, DType::F32)?);
+        }
+        let mut s = model.input;
+        for (i, layer) in model.layers.iter().enumerate() {
+            let (x, y, gx, gy) = (acts[i], acts[i + 1], grads[i], grads[i + 1]);
+            let need_dx = i > 0;
+            match (layer, &net.idx[i]) {
+                (
+                    Layer::Conv {
+                        cout,
+                        k,
+                        stride,
+                        pad,
+                    },
+                    LayerIdx::Conv(p),
+                ) => {
+                    let cs = ConvShape {
+                        n: batch,
+                        cin: s.0,
+                        h: s.1,
+                        w: s.2,
+                        cout: *cout,
+                        k: *k,
+                        stride: *stride,
+                        pad: *pad,
+                    };
+                    let o =
+                        plan_conv(&mut b, net, &cs, *p, x, y, gy, need_dx.then_some(gx), false)?;
+                    b.push(o);
+                }
+                (Layer::Bn { relu }, LayerIdx::Bn(bi)) => {
+                    let bs = BnShape {
+                        n: batch,
+                        c: s.0,
+                        hw: s.1 * s.2,
+                        relu: *relu,
+                    };
+                    let o = plan_bn(&mut b, net, &bs, *bi, x, y, gy, gx)?;
+                    b.push(o);
+                }
+                (Layer::MaxPool2, _) => {
+                    let ps = PoolShape {
+                        n: batch,
+                        c: s.0,
+                        h: s.1,
+                        w: s.2,
+                    };
+                    let (oh, ow) = ps.max_out();
+                    let arg = b.t(batch * s.0 * oh * ow, DType::U32)?;
+                    b.fwd
+                        .push(pool::max_fwd(gpu, &ps, b.buf(x), b.buf(y), b.buf(arg))?.into());
+                    if b.train && need_dx {
+                        b.bwd.push(
+                            pool::max_bwd(gpu, &ps, b.buf(gy), b.buf(arg), b.buf(gx))?.into(),
+                        );
+                    }
+                }
+                (Layer::Gap, _) => {
+                    let ps = PoolShape {
+                        n: batch,
+                        c: s.0,
+                        h: s.1,
+                        w: s.2,
+                    };
+                    b.fwd
+                        .push(pool::gap_fwd(gpu, &ps, b.buf(x), b.buf(y))?.into());
+                    if b.train && need_dx {
+                        b.bwd
+                            .push(pool::gap_bwd(gpu, &ps, b.buf(gy), b.buf(gx))?.into());
+                    }
+                }
+                (Layer::Linear { fout, relu }, LayerIdx::Linear { w, b: bias }) => {
+                    plan_linear(
+                        &mut b,
+                        net,
+                        s.0 * s.1 * s.2,
+                        *fout,
+                        *relu,
+                        *w,
+                        *bias,
+                        x,
+                        y,
+                        gy,
+                        need_dx.then_some(gx),
+                    )?;
+                }
+                (
+                    Layer::BasicBlock { cout, stride },
+                    LayerIdx::Block {
+                        w1,
+                        bn1,
+                        w2,
+                        bn2,
+                        proj,
+                    },
+                ) => {
+                    plan_block(
+                        &mut b,
+                        net,
+                        s,
+                        *cout,
+                        *stride,
+                        (*w1, *bn1, *w2, *bn2, *proj),
+                        x,
+                        y,
+                        gy,
+                        need_dx.then_some(gx),
+                    )?;
+                }
+                (l, _) => {
+                    return Err(Error::Shape {
+                        op: "plan",
+                        msg: format!("layer {i} {l:?} has no parameters allocated"),
+                    })
+                }
+            }
+            s = shapes[i];
+        }
+        let logits = *acts.last().unwrap();
+        let glogits = *grads.last().unwrap();
+        let labels = b.t(batch, DType::U32)?;
+        let per_sample = b.t(2 * batch, DType::F32)?;
+        let metrics_t = Tensor::from_f32(gpu, "metrics", &[4], &[0.0; 4])?;
+        let loss = vec![
+            loss::softmax_ce(
+                gpu,
+                batch,
+                model.classes,
+                b.buf(logits),
+                b.buf(labels),
+                b.buf(glogits),
+                b.buf(per_sample),
+            )?,
+            loss::accumulate(gpu, batch, b.buf(per_sample), &metrics_t.buf)?,
+        ];
+        let mut optd = Vec::new();
+        if let Some(cfg) = opt {
+            for (pi, p) in net.params.iter().enumerate() {
+                let sp = sgd_params(p, &cfg);
+                optd.push((
+                    pi,
+                    optim::sgd(
+                        gpu,
+                        &sp,
+                        &p.w.buf,
+                        &p.momentum.buf,
+                        &p.grad.buf,
+                        &p.mask.buf,
+                    )?,
+                ));
+            }
+        }
+        let mut tensors = b.tensors;
+        // Move the input and label tensors out (they are written by the gather kernel).
+        let input_t = std::mem::replace(
+            &mut tensors[input],
+            Tensor::empty(gpu, "moved", &[1], DType::F32)?,
+        );
+        let labels_t = std::mem::replace(
+            &mut tensors[labels],
+            Tensor::empty(gpu, "moved", &[1], DType::U32)?,
+        );
+        Ok(Plan {
+            batch,
+            train: opt.is_some(),
+            input: input_t,
+            labels: labels_t,
+            logits,
+            metrics: metrics_t,
+            tensors,
+            fwd: b.fwd,
+            loss,
+            bwd: b.bwd,
+            opt: optd,
+            opt_cfg: opt,
+        })
+    }
+
+    /// Records forward, loss, backward and the optimizer (a training step without its gather).
+    pub fn encode_train(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for o in &self.fwd {
+            o.encode(pass);
+        }
+        for d in &self.loss {
+            d.encode(pass);
+        }
+        for o in self.bwd.iter().rev() {
+            o.encode(pass);
+        }
+        for (_, d) in &self.opt {
+            d.encode(pass);
+        }
+    }
+
+    /// Every dispatch of a training step in execution order, for profiling.
+    pub fn dispatches(&self) -> Vec<&Dispatch> {
+        let mut v: Vec<&Dispatch> = Vec::new();
+        v.extend(self.fwd.iter().flat_map(|o| o.steps.iter()));
+        v.extend(self.loss.iter());
+        v.extend(self.bwd.iter().rev().flat_map(|o| o.steps.iter()));
+        v.extend(self.opt.iter().map(|(_, d)| d));
+        v
+    }
+
+    /// Records forward and the loss/metrics (an eval step without its gather).
+    pub fn encode_eval(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for o in &self.fwd {
+            o.encode(pass);
+        }
+        for d in &self.loss {
+            d.encode(pass);
+        }
+    }
+
+    /// Rewrites the learning rate of every optimizer dispatch.
+    pub fn set_lr(&mut self, gpu: &Gpu, net: &Net, lr: f32) {
+        if let Some(cfg) = self.opt_cfg.as_mut() {
+            cfg.lr = lr;
+            let cfg = *cfg;
+            for (pi, d) in &self.opt {
+                d.set_params(gpu, &sgd_params(&net.params[*pi], &cfg));
+            }
+        }
+    }
+
+    /// Sets how many samples of the batch count in the loss and metrics (a short last eval batch).
+    pub fn set_valid(&self, gpu: &Gpu, n: usize) {
+        let p = crate::ops::loss::LossParams {
+            n: n as u32,
+            classes: 0,
+            ..Default::default()
+        };
+        // softmax_ce needs the class count; metrics only n.
+        let mut p0 = p;
+        p0.classes = self.loss_classes();
+        self.loss[0].set_params(gpu, &p0);
+        self.loss[1].set_params(gpu, &p);
+    }
+
+    fn loss_classes(&self) -> u32 {
+        (self.tensors[self.logits].len() / self.batch) as u32
+    }
+
+    /// The logits tensor (batch x classes).
+    pub fn logits(&self) -> &Tensor {
+        &self.tensors[self.logits]
+    }
+
+    /// Reads (mean loss, accuracy, count) accumulated since the last reset. A device sync.
+    pub fn read_metrics(&self, gpu: &Gpu) -> Result<(f64, f64, f64)> {
+        let m = self.metrics.to_f32(gpu)?;
+        let n = f64::from(m[2]).max(1.0);
+        Ok((f64::from(m[0]) / n, f64::from(m[1]) / n, f64::from(m[2])))
+    }
+
+    /// Zeroes the metric accumulators.
+    pub fn reset_metrics(&self, gpu: &Gpu) {
+        gpu.queue
+            .write_buffer(&self.metrics.buf, 0, bytemuck::cast_slice(&[0.0f32; 4]));
+    }
+}
+
+fn sgd_params(p: &Param, cfg: &OptimConfig) -> SgdParams {
+    SgdParams {
+        n: p.len() as u32,
+        nesterov: cfg.nesterov as u32,
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        weight_decay: if p.decay { cfg.weight_decay } else { 0.0 },
+        ..Default::default()
+    }
+}
+
+/// Forward op and (in training plans) backward op of one layer.
+type Ops = (Op, Option<Op>);
+
+fn one(d: Vec<Dispatch>) -> Op {
+    Op {
+        steps: d,
+        textures: vec![],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_conv(
+    b: &mut B<'_>,
+    net: &Net,
+    cs: &ConvShape,
+    p: usize,
+    x: usize,
+    y: usize,
+    gy: usize,
+    gx: Option<usize>,
+    acc_dx: bool,
+) -> Result<Ops> {
+    let gpu = b.gpu;
+    let w = &net.params[p];
+    let f = one(vec![conv::fwd(
+        gpu,
+        cs,
+        b.buf(x),
+        &w.w_eff().buf,
+        b.buf(y),
+    )?]);
+    if !b.train {
+        return Ok((f, None));
+    }
+    let mut steps = vec![conv::bwd_weight(
+        gpu,
+        cs,
+        b.buf(gy),
+        b.buf(x),
+        &w.grad.buf,
+        false,
+    )?];
+    if let Some(gx) = gx {
+        steps.push(conv::bwd_data(
+            gpu,
+            cs,
+            b.buf(gy),
+            &w.w_eff().buf,
+            b.buf(gx),
+            acc_dx,
+        )?);
+    }
+    Ok((f, Some(one(steps))))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_bn(
+    b: &mut B<'_>,
+    net: &Net,
+    bs: &BnShape,
+    bi: BnIdx,
+    x: usize,
+    y: usize,
+    gy: usize,
+    gx: usize,
+) -> Result<Ops> {
+    let gpu = b.gpu;
+    let stats = b.t(2 * bs.c, DType::F32)?;
+    let running = &net.buffers[bi.running].1.buf;
+    let (gamma, beta) = (&net.params[bi.gamma], &net.params[bi.beta]);
+    let st = if b.train {
+        norm::stats(gpu, bs, b.buf(x), b.buf(stats), running)?
+    } else {
+        norm::eval_stats(gpu, bs, b.buf(x), b.buf(stats), running)?
+    };
+    let ap = norm::apply(
+        gpu,
+        bs,
+        b.buf(x),
+        b.buf(stats),
+        &gamma.w_eff().buf,
+        &beta.w_eff().buf,
+        b.buf(y),
+    )?;
+    let f = one(vec![st, ap]);
+    if !b.train {
+        return Ok((f, None));
+    }
+    let bw = BnBwd {
+        x: b.buf(x),
+        y: b.buf(y),
+        dy: b.buf(gy),
+        stats: b.buf(stats),
+        gamma: &gamma.w_eff().buf,
+        dgamma: &gamma.grad.buf,
+        dbeta: &beta.grad.buf,
+        dx: b.buf(gx),
+    };
+    let [d1, d2] = norm::backward(gpu, bs, &bw)?;
+    Ok((f, Some(one(vec![d1, d2]))))
+}
+
+impl B<'_> {
+    fn push(&mut self, (f, bw): Ops) {
+        self.fwd.push(f);
+        if let Some(bw) = bw {
+            self.bwd.push(bw);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_linear(
+    b: &mut B<'_>,
+    net: &Net,
+    fin: usize,
+    fout: usize,
+    relu: bool,
+    wi: usize,
+    bi: usize,
+    x: usize,
+    y: usize,
+    gy: usize,
+    gx: Option<usize>,
+) -> Result<()> {
+    let gpu = b.gpu;
+    let n = b.n;
+    let (w, bias) = (&net.params[wi], &net.params[bi]);
+    let z = if relu { b.t(n * fout, DType::F32)? } else { y };
+    let mut f = gemm(
+        gpu,
+        b.variant,
+        &GemmDesc {
+            trans_b: true,
+            ..GemmDesc::new(n, fout, fin)
+        },
+        b.buf(x),
+        &w.w_eff().buf,
+        b.buf(z),
+    )?;
+    f.steps.push(elementwise(
+        gpu,
+        EwOp::BiasAdd,
+        1.0,
+        &b.tensors[z],
+        &[bias.w_eff()],
+    )?);
+    if relu {
+        f.steps.push(elementwise(
+            gpu,
+            EwOp::ReluFwd,
+            0.0,
+            &b.tensors[y],
+            &[&b.tensors[z]],
+        )?);
+    }
+    b.fwd.push(f);
+    if b.train {
+        let gz = if relu { b.t(n * fout, DType::F32)? } else { gy };
+        let mut steps = Vec::new();
+        let mut textures = Vec::new();
+        if relu {
+            steps.push(elementwise(
+                gpu,
+                EwOp::ReluBwd,
+                0.0,
+                &b.tensors[gz],
+                &[&b.tensors[z], &b.tensors[gy]],
+            )?);
+        }
+        let dw = gemm(
+            gpu,
+            b.variant,
+            &GemmDesc {
+                trans_a: true,
+                ..GemmDesc::new(fout, fin, n)
+            },
+            b.buf(gz),
+            b.buf(x),
+            &w.grad.buf,
+        )?;
+        steps.extend(dw.steps);
+        textures.extend(dw.textures);
+        steps.push(reduce(
+            gpu,
+            ReduceOp::Sum,
+            ReduceShape::per_channel(n, fout, 1),
+            &b.tensors[gz],
+            &bias.grad,
+        )?);
+        if let Some(gx) = gx {
+            let dx = gemm(
+                gpu,
+                b.variant,
+                &GemmDesc::new(n, fin, fout),
+                b.buf(gz),
+                &w.w_eff().buf,
+                b.buf(gx),
+            )?;
+            steps.extend(dx.steps);
+            textures.extend(dx.textures);
+        }
+        b.bwd.push(Op { steps, textures });
+    }
+    Ok(())
+}
+
+type BlockIdx = (usize, BnIdx, usize, BnIdx, Option<(usize, BnIdx)>);
+
+/// A BasicBlock: y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
+#[allow(clippy::too_many_arguments)]
+fn plan_block(
+    b: &mut B<'_>,
+    net: &Net,
+    s: (usize, usize, usize),
+    cout: usize,
+    stride: usize,
+    (w1, bn1, w2, bn2, proj): BlockIdx,
+    x: usize,
+    y: usize,
+    gy: usize,
+    gx: Option<usize>,
+) -> Result<()> {
+    let gpu = b.gpu;
+    let n = b.n;
+    let c1s = ConvShape {
+        n,
+        cin: s.0,
+        h: s.1,
+        w: s.2,
+        cout,
+        k: 3,
+        stride,
+        pad: 1,
+    };
+    let (oh, ow) = c1s.out_hw();
+    let c2s = ConvShape {
+        n,
+        cin: cout,
+        h: oh,
+        w: ow,
+        cout,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let len = n * cout * oh * ow;
+    let bs1 = BnShape {
+        n,
+        c: cout,
+        hw: oh * ow,
+        relu: true,
+    };
+    let bs2 = BnShape {
+        n,
+        c: cout,
+        hw: oh * ow,
+        relu: false,
+    };
+    let mut t = || b.t(len, DType::F32);
+    let (c1, a1, c2, a2, pre) = (t()?, t()?, t()?, t()?, t()?);
+    let (gc1, ga1, gc2, gpre) = (t()?, t()?, t()?, t()?);
+    let conv1 = plan_conv(b, net, &c1s, w1, x, c1, gc1, gx, false)?;
+    let bn1o = plan_bn(b, net, &bs1, bn1, c1, a1, ga1, gc1)?;
+    let conv2 = plan_conv(b, net, &c2s, w2, a1, c2, gc2, Some(ga1), false)?;
+    let bn2o = plan_bn(b, net, &bs2, bn2, c2, a2, gpre, gc2)?;
+    // Forward in order; backward collected in execution order, then pushed reversed (the plan
+    // runs its backward list from the end).
+    let mut fwd = vec![conv1.0, bn1o.0, conv2.0, bn2o.0];
+    let mut bwd_exec = Vec::new();
+    let relu_bwd = elementwise(
+        gpu,
+        EwOp::ReluBwd,
+        0.0,
+        &b.tensors[gpre],
+        &[&b.tensors[pre], &b.tensors[gy]],
+    )?;
+    bwd_exec.push(one(vec![relu_bwd]));
+    bwd_exec.extend([bn2o.1, conv2.1, bn1o.1, conv1.1].into_iter().flatten());
+    let sc = match proj {
+        Some((ws, bns)) => {
+            let ss = ConvShape {
+                n,
+                cin: s.0,
+                h: s.1,
+                w: s.2,
+                cout,
+                k: 1,
+                stride,
+                pad: 0,
+            };
+            let (cs, as_, gcs) = (
+                b.t(len, DType::F32)?,
+                b.t(len, DType::F32)?,
+                b.t(len, DType::F32)?,
+            );
+            // conv1's backward writes gx; the shortcut's accumulates into it afterwards.
+            let sconv = plan_conv(b, net, &ss, ws, x, cs, gcs, gx, true)?;
+            let bss = BnShape {
+                n,
+                c: cout,
+                hw: oh * ow,
+                relu: false,
+            };
+            let sbn = plan_bn(b, net, &bss, bns, cs, as_, gpre, gcs)?;
+            fwd.push(sconv.0);
+            fwd.push(sbn.0);
+            bwd_exec.extend([sbn.1, sconv.1].into_iter().flatten());
+            as_
+        }
+        None => {
+            if let (Some(gx), true) = (gx, b.train) {
+                bwd_exec.push(one(vec![elementwise(
+                    gpu,
+                    EwOp::Axpy,
+                    1.0,
+                    &b.tensors[gx],
+                    &[&b.tensors[gpre]],
+                )?]));
+            }
+            x
+        }
+    };
+    fwd.push(one(vec![
+        elementwise(
+            gpu,
+            EwOp::Add,
+            0.0,
+            &b.tensors[pre],
+            &[&b.tensors[a2], &b.tensors[sc]],
+        )?,
+        elementwise(gpu, EwOp::ReluFwd, 0.0, &b.tensors[y], &[&b.tensors[pre]])?,
+    ]));
+    b.fwd.extend(fwd);
+    if b.train {
+        b.bwd.extend(bwd_exec.into_iter().rev());
+    }
+    Ok(())
+}

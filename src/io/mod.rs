@@ -1,0 +1,3 @@
+//! Files: checkpoints (safetensors) and atomic writes.
+
+pub mod checkpoint;

@@ -1,0 +1,371 @@
+//! Training and evaluation loops: epochs over a GPU-resident data set, learning-rate schedules,
+//! metrics that accumulate on the GPU and are read only when logged, an eval on the test set after
+//! every epoch, and files in the output directory: metrics.jsonl (one line per logged step and per
+//! epoch), model.safetensors (written atomically every epoch) and summary.json.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::gpu::GpuDataset;
+use crate::data::{DataKind, Dataset};
+use crate::error::{Error, Result};
+use crate::gpu::device::Gpu;
+use crate::gpu::tensor::Tensor;
+use crate::graph::model::Model;
+use crate::graph::plan::{Net, OptimConfig, Plan};
+use crate::io::checkpoint;
+
+/// Learning-rate schedule.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// lr x 0.1 at 50 % and again at 75 % of the epochs.
+    Step,
+    /// Cosine decay to 0 over all steps.
+    Cosine,
+    /// Constant.
+    Constant,
+}
+
+/// Everything `incq train` takes (also the keys of `--config FILE.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub model: String,
+    pub data: String,
+    pub data_dir: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub lr_schedule: LrSchedule,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub eval_batch: usize,
+    pub log_every: usize,
+    pub progress: bool,
+    /// Stop each epoch after this many steps (smoke tests); 0 = the whole epoch.
+    pub max_steps_per_epoch: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: "lenet-bn".into(),
+            data: "mnist".into(),
+            data_dir: None,
+            epochs: 3,
+            batch: 64,
+            lr: 0.05,
+            lr_schedule: LrSchedule::Cosine,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            nesterov: false,
+            seed: 1,
+            out: PathBuf::from("runs/latest"),
+            eval_batch: 500,
+            log_every: 100,
+            progress: true,
+            max_steps_per_epoch: 0,
+        }
+    }
+}
+
+/// The result of a run (also written to summary.json).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub model: String,
+    pub data: String,
+    pub epochs: usize,
+    pub batch: usize,
+    pub seed: u64,
+    pub device: String,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub train_images_per_s: f64,
+    pub seconds_per_epoch: f64,
+    pub params: usize,
+}
+
+fn lr_at(cfg: &TrainConfig, epoch: usize, step: usize, steps: usize) -> f32 {
+    match cfg.lr_schedule {
+        LrSchedule::Constant => cfg.lr,
+        LrSchedule::Step => {
+            let f = epoch as f32 / cfg.epochs.max(1) as f32;
+            cfg.lr
+                * if f >= 0.75 {
+                    0.01
+                } else if f >= 0.5 {
+                    0.1
+                } else {
+                    1.0
+                }
+        }
+        LrSchedule::Cosine => {
+            let total = (cfg.epochs * steps).max(1) as f32;
+            let t = (epoch * steps + step) as f32 / total;
+            0.5 * cfg.lr * (1.0 + (std::f32::consts::PI * t).cos())
+        }
+    }
+}
+
+fn permutation(n: usize, seed: u64) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..n as u32).collect();
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for i in (1..n).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+/// Loads one split of `cfg.data`.
+pub fn load_data(cfg: &TrainConfig, train: bool) -> Result<Dataset> {
+    let kind = DataKind::parse(&cfg.data)?;
+    let dir = cfg.data_dir.clone().unwrap_or_else(|| kind.default_dir());
+    Dataset::load(kind, &dir, train)
+}
+
+/// Checks the output directory can be written before any work starts.
+pub fn prepare_out(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::File {
+        path: dir.to_path_buf(),
+        msg: format!("--out: cannot create directory: {e}"),
+    })?;
+    let probe = dir.join(".incq-write-test");
+    std::fs::write(&probe, b"").map_err(|e| Error::File {
+        path: dir.to_path_buf(),
+        msg: format!("--out: directory is not writable: {e}"),
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+struct Log(std::fs::File, PathBuf);
+
+impl Log {
+    fn line(&mut self, v: serde_json::Value) -> Result<()> {
+        writeln!(self.0, "{v}").map_err(|e| Error::io(&self.1, e))
+    }
+}
+
+/// Evaluates `net` on `data` with `plan` (an eval plan); returns (mean loss, accuracy).
+pub fn evaluate(gpu: &Gpu, plan: &Plan, data: &GpuDataset) -> Result<(f64, f64)> {
+    let perm: Vec<u32> = (0..data.n as u32).collect();
+    let perm_t = Tensor::from_u32(gpu, "eval order", &[data.n], &perm)?;
+    let gather = data.gather(
+        gpu,
+        &data.params(plan.batch, 0, false, 0),
+        &perm_t,
+        &plan.input,
+        &plan.labels,
+    )?;
+    plan.reset_metrics(gpu);
+    let mut start = 0;
+    while start < data.n {
+        let n = plan.batch.min(data.n - start);
+        gather.set_params(gpu, &data.params(n, start, false, 0));
+        plan.set_valid(gpu, n);
+        gpu.run_pass("eval step", |pass| {
+            gather.encode(pass);
+            plan.encode_eval(pass);
+        });
+        start += n;
+    }
+    plan.set_valid(gpu, plan.batch);
+    let (loss, acc, _) = plan.read_metrics(gpu)?;
+    Ok((loss, acc))
+}
+
+/// Trains per `cfg` (resuming from `resume`, a run directory, if given) and returns the summary.
+pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summary> {
+    if cfg.epochs == 0 {
+        return Err(Error::BadArg {
+            flag: "--epochs".into(),
+            msg: "must be at least 1".into(),
+        });
+    }
+    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
+        return Err(Error::BadArg {
+            flag: "--lr".into(),
+            msg: format!("{} is not a positive learning rate", cfg.lr),
+        });
+    }
+    prepare_out(&cfg.out)?;
+    let train_d = load_data(cfg, true)?;
+    let test_d = load_data(cfg, false)?;
+    if cfg.batch > train_d.n {
+        return Err(Error::BadArg {
+            flag: "--batch".into(),
+            msg: format!(
+                "{} is larger than the {} training images",
+                cfg.batch, train_d.n
+            ),
+        });
+    }
+    let model = Model::by_name(&cfg.model, (train_d.c, train_d.h, train_d.w), 10)?;
+    let net = Net::new(gpu, &model, cfg.seed)?;
+    let opt = OptimConfig {
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        weight_decay: cfg.weight_decay,
+        nesterov: cfg.nesterov,
+    };
+    let mut plan = Plan::new(gpu, &net, cfg.batch, Some(opt))?;
+    let eval_plan = Plan::new(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None)?;
+    let train_g = GpuDataset::upload(gpu, &train_d)?;
+    let test_g = GpuDataset::upload(gpu, &test_d)?;
+    let augment = train_d.kind == DataKind::Cifar10;
+    let perm_t = Tensor::from_u32(gpu, "epoch permutation", &[train_g.n], &vec![0; train_g.n])?;
+    let gather = train_g.gather(
+        gpu,
+        &train_g.params(cfg.batch, 0, augment, 0),
+        &perm_t,
+        &plan.input,
+        &plan.labels,
+    )?;
+
+    let mut first_epoch = 0;
+    if let Some(dir) = resume {
+        let meta = checkpoint::load(gpu, &net, &dir.join("model.safetensors"))?;
+        first_epoch = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+    }
+    let log_path = cfg.out.join("metrics.jsonl");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(resume.is_some())
+        .write(true)
+        .truncate(resume.is_none())
+        .open(&log_path)
+        .map_err(|e| Error::io(&log_path, e))?;
+    let mut log = Log(file, log_path);
+
+    let steps = train_g.n / cfg.batch;
+    let steps = if cfg.max_steps_per_epoch > 0 {
+        steps.min(cfg.max_steps_per_epoch)
+    } else {
+        steps
+    };
+    let mut summary = Summary {
+        model: cfg.model.clone(),
+        data: cfg.data.clone(),
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        seed: cfg.seed,
+        device: gpu.describe(),
+        train_loss: f64::NAN,
+        train_accuracy: f64::NAN,
+        test_loss: f64::NAN,
+        test_accuracy: f64::NAN,
+        train_images_per_s: 0.0,
+        seconds_per_epoch: 0.0,
+        params: net.num_params(),
+    };
+    let mut total_time = 0.0;
+    let mut total_images = 0usize;
+    for epoch in first_epoch..cfg.epochs {
+        let perm = permutation(
+            train_g.n,
+            cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+        );
+        perm_t.write_u32(gpu, &perm)?;
+        plan.reset_metrics(gpu);
+        let bar = if cfg.progress {
+            let b = indicatif::ProgressBar::new(steps as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let t0 = Instant::now();
+        let seed32 = (cfg.seed as u32) ^ (epoch as u32).wrapping_mul(0x9E37_79B9);
+        for step in 0..steps {
+            plan.set_lr(gpu, &net, lr_at(cfg, epoch, step, steps));
+            gather.set_params(
+                gpu,
+                &train_g.params(cfg.batch, step * cfg.batch, augment, seed32),
+            );
+            gpu.run_pass("train step", |pass| {
+                gather.encode(pass);
+                plan.encode_train(pass);
+            });
+            if (step + 1) % cfg.log_every == 0 || step + 1 == steps {
+                let (loss, acc, _) = plan.read_metrics(gpu)?;
+                let ips = ((step + 1) * cfg.batch) as f64 / t0.elapsed().as_secs_f64();
+                bar.set_position(step as u64 + 1);
+                bar.set_message(format!(
+                    "loss {loss:.4} acc {:.2}% {ips:.0} img/s",
+                    100.0 * acc
+                ));
+                log.line(serde_json::json!({
+                    "kind": "step", "epoch": epoch + 1, "step": step + 1, "train_loss": loss,
+                    "train_accuracy": acc, "lr": lr_at(cfg, epoch, step, steps), "images_per_s": ips,
+                }))?;
+            }
+        }
+        gpu.sync()?;
+        let secs = t0.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        total_time += secs;
+        total_images += steps * cfg.batch;
+        let (train_loss, train_acc, _) = plan.read_metrics(gpu)?;
+        let (test_loss, test_acc) = evaluate(gpu, &eval_plan, &test_g)?;
+        let ips = (steps * cfg.batch) as f64 / secs;
+        eprintln!(
+            "epoch {}/{}: train loss {train_loss:.4} acc {:.2}% | test loss {test_loss:.4} acc {:.2}% | {secs:.1} s, {ips:.0} img/s",
+            epoch + 1,
+            cfg.epochs,
+            100.0 * train_acc,
+            100.0 * test_acc
+        );
+        log.line(serde_json::json!({
+            "kind": "epoch", "epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
+            "test_loss": test_loss, "test_accuracy": test_acc, "seconds": secs, "images_per_s": ips,
+        }))?;
+        let mut meta = HashMap::new();
+        meta.insert("model".to_string(), cfg.model.clone());
+        meta.insert("data".to_string(), cfg.data.clone());
+        meta.insert("epoch".to_string(), (epoch + 1).to_string());
+        meta.insert("test_accuracy".to_string(), format!("{test_acc}"));
+        checkpoint::save(gpu, &net, &cfg.out.join("model.safetensors"), meta)?;
+        summary.train_loss = train_loss;
+        summary.train_accuracy = train_acc;
+        summary.test_loss = test_loss;
+        summary.test_accuracy = test_acc;
+    }
+    if total_time > 0.0 {
+        summary.train_images_per_s = total_images as f64 / total_time;
+        summary.seconds_per_epoch = total_time / (cfg.epochs - first_epoch) as f64;
+    }
+    let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+    checkpoint::write_atomic(&cfg.out.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+/// `incq eval`: loads a checkpoint of `model` and evaluates it on the test split of `cfg.data`.
+pub fn eval_checkpoint(gpu: &Gpu, cfg: &TrainConfig, path: &Path) -> Result<(f64, f64)> {
+    let test_d = load_data(cfg, false)?;
+    let model = Model::by_name(&cfg.model, (test_d.c, test_d.h, test_d.w), 10)?;
+    let net = Net::new(gpu, &model, 0)?;
+    checkpoint::load(gpu, &net, path)?;
+    let plan = Plan::new(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None)?;
+    let test_g = GpuDataset::upload(gpu, &test_d)?;
+    evaluate(gpu, &plan, &test_g)
+}
