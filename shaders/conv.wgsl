@@ -12,7 +12,7 @@
 struct ConvParams {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, oh: u32, ow: u32, k: u32,
-    stride: u32, pad: u32, accumulate: u32, _pad: u32,
+    stride: u32, pad: u32, accumulate: u32, slices: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;

@@ -5,6 +5,8 @@
 // per-channel reduction is (N, C, H*W); a whole-tensor reduction is (1, 1, len).
 // One workgroup per row: each invocation folds a strided share in f32, then a tree in workgroup
 // memory combines the partials in a fixed order, so the result is deterministic.
+// reduce_outer_sum is the barrier-free form for views with inner = 1 and a short outer extent
+// (partial sums of sliced kernels, bias gradients): one invocation per row, summing in order.
 
 struct ReduceParams {
     outer: u32,
@@ -77,4 +79,15 @@ fn reduce_mean_abs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let row = row_of(wg, nwg);
     let r = reduce_row(2u, min(row, p.rows - 1u), lid);
     if (lid == 0u && row < p.rows) { out[row] = r / f32(max(p.outer * p.inner, 1u)); }
+}
+
+@compute @workgroup_size(64)
+fn reduce_outer_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 64u;
+    if (row >= p.rows) { return; }
+    var acc = 0.0;
+    for (var o = 0u; o < p.outer; o++) {
+        acc += x[o * p.rows + row];
+    }
+    out[row] = acc;
 }

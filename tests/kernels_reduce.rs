@@ -27,7 +27,12 @@ fn case(op: ReduceOp, s: ReduceShape, seed: u64) {
     let abs_sum = reference::reduce::reduce(ReduceOp::MeanAbs, s, &x);
     let count = (s.outer * s.inner) as f64;
     for r in 0..s.rows {
-        let scale = f64::from(abs_sum[r]) * if op == ReduceOp::Sum { count } else { 1.0 };
+        let scale = f64::from(abs_sum[r])
+            * if matches!(op, ReduceOp::Sum | ReduceOp::OuterSum) {
+                count
+            } else {
+                1.0
+            };
         let bound = 1e-5 * scale + 1e-6;
         let err = (f64::from(got[r]) - f64::from(want[r])).abs();
         assert!(
@@ -79,4 +84,19 @@ fn reduce_rejects_a_mismatched_view() {
     let x = Tensor::from_f32(g, "x", &[10], &[0.0; 10]).unwrap();
     let o = Tensor::from_f32(g, "o", &[2], &[0.0; 2]).unwrap();
     assert!(reduce(g, ReduceOp::Sum, ReduceShape::per_row(2, 4), &x, &o).is_err());
+}
+
+#[test]
+fn reduce_outer_sum_matches_twin() {
+    for (i, s) in [
+        ReduceShape::per_channel(1, 1, 1),
+        ReduceShape::per_channel(7, 33, 1),
+        ReduceShape::per_channel(64, 120, 1),
+        ReduceShape::per_channel(3, 70001, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        case(ReduceOp::OuterSum, s, 40 + i as u64);
+    }
 }

@@ -7,7 +7,7 @@
 mod common;
 use common::{assert_close, gpu, Rng, Tol, POISON};
 use incq::gpu::{DType, Tensor};
-use incq::ops::conv::ConvShape;
+use incq::ops::conv::{ConvShape, ConvVariant};
 use incq::ops::norm::{BnBwd, BnShape};
 use incq::ops::pool::PoolShape;
 use incq::ops::{conv, loss, norm, optim, pool};
@@ -50,6 +50,22 @@ fn dot(a: &[f32], r: &[f32]) -> f64 {
         .sum()
 }
 
+#[test]
+fn conv2d_fwd_bwd_data_bwd_weight_match_twins() {
+    conv_variant_matches_twins(ConvVariant::Direct);
+}
+
+/// conv2d_fwd_sg, conv2d_bwd_data_sg and conv2d_bwd_weight_sg (with sliced partial sums).
+#[test]
+fn conv2d_sg_kernels_match_twins() {
+    let Some(g) = gpu() else { return };
+    if ConvVariant::default_for(g) != ConvVariant::Subgroup {
+        eprintln!("conv2d_*_sg: this adapter has no subgroups of 8 or more; the variant is never selected here");
+        return;
+    }
+    conv_variant_matches_twins(ConvVariant::Subgroup);
+}
+
 fn conv_shapes() -> Vec<ConvShape> {
     let s = |n, cin, h, w, cout, k, stride, pad| ConvShape {
         n,
@@ -69,11 +85,12 @@ fn conv_shapes() -> Vec<ConvShape> {
         s(2, 4, 9, 8, 6, 3, 2, 1),    // stride 2, odd input
         s(2, 5, 8, 8, 7, 1, 2, 0),    // 1x1 stride-2 shortcut
         s(1, 2, 6, 6, 3, 1, 1, 0),
+        s(2, 9, 8, 8, 17, 3, 1, 1), // 16+1 channels: a CB=16 block and a ragged one
+        s(1, 20, 5, 5, 10, 3, 2, 1), // more than 16 input channels for bwd_data
     ]
 }
 
-#[test]
-fn conv2d_fwd_bwd_data_bwd_weight_match_twins() {
+fn conv_variant_matches_twins(v: ConvVariant) {
     let Some(g) = gpu() else { return };
     for (t, s) in conv_shapes().into_iter().enumerate() {
         let mut rng = Rng::new(t as u64);
@@ -82,11 +99,13 @@ fn conv2d_fwd_bwd_data_bwd_weight_match_twins() {
         let dy = rng.vec(s.y_len(), -1.0, 1.0);
         let (tx, tw, tdy) = (up(g, &x), up(g, &w), up(g, &dy));
         let (ty, tdx, tdw) = (out(g, s.y_len()), out(g, s.x_len()), out(g, s.w_len()));
-        conv::fwd(g, &s, &tx.buf, &tw.buf, &ty.buf).unwrap().run(g);
-        conv::bwd_data(g, &s, &tdy.buf, &tw.buf, &tdx.buf, false)
+        conv::fwd(g, v, &s, &tx.buf, &tw.buf, &ty.buf)
             .unwrap()
             .run(g);
-        conv::bwd_weight(g, &s, &tdy.buf, &tx.buf, &tdw.buf, false)
+        conv::bwd_data(g, v, &s, &tdy.buf, &tw.buf, &tdx.buf, false)
+            .unwrap()
+            .run(g);
+        conv::bwd_weight(g, v, &s, &tdy.buf, &tx.buf, &tdw.buf, false)
             .unwrap()
             .run(g);
         let y_ref = reference::conv::conv2d_fwd(&s, &x, &w);
@@ -141,17 +160,16 @@ fn conv2d_accumulate_adds_into_the_output() {
     );
     let base = rng.vec(s.w_len(), -1.0, 1.0);
     let tdw = up(g, &base);
-    conv::bwd_weight(g, &s, &up(g, &dy).buf, &up(g, &x).buf, &tdw.buf, true)
-        .unwrap()
-        .run(g);
     let (_, dw) = reference::conv::conv2d_bwd(&s, &x, &w, &dy);
     let want: Vec<f32> = base.iter().zip(&dw).map(|(a, b)| a + b).collect();
-    assert_close(
-        "conv2d_bwd_weight accumulate",
-        &tdw.to_f32(g).unwrap(),
-        &want,
-        Tol::BALANCED,
-    );
+    for v in [ConvVariant::Direct, ConvVariant::default_for(g)] {
+        tdw.write_f32(g, &base).unwrap();
+        conv::bwd_weight(g, v, &s, &up(g, &dy).buf, &up(g, &x).buf, &tdw.buf, true)
+            .unwrap()
+            .run(g);
+        let label = format!("conv2d_bwd_weight accumulate {v:?}");
+        assert_close(&label, &tdw.to_f32(g).unwrap(), &want, Tol::BALANCED);
+    }
 }
 
 fn bn_shapes() -> Vec<BnShape> {

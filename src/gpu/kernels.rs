@@ -22,6 +22,7 @@ pub enum ShaderId {
     Bench,
     Convert,
     Conv,
+    ConvSg,
     Norm,
     Pool,
     Loss,
@@ -39,6 +40,7 @@ impl ShaderId {
         ShaderId::Bench,
         ShaderId::Convert,
         ShaderId::Conv,
+        ShaderId::ConvSg,
         ShaderId::Norm,
         ShaderId::Pool,
         ShaderId::Loss,
@@ -56,6 +58,7 @@ impl ShaderId {
             ShaderId::Bench => "bench",
             ShaderId::Convert => "convert",
             ShaderId::Conv => "conv",
+            ShaderId::ConvSg => "conv_sg",
             ShaderId::Norm => "norm",
             ShaderId::Pool => "pool",
             ShaderId::Loss => "loss",
@@ -74,6 +77,7 @@ impl ShaderId {
             ShaderId::Bench => include_str!("../../shaders/bench.wgsl"),
             ShaderId::Convert => include_str!("../../shaders/convert.wgsl"),
             ShaderId::Conv => include_str!("../../shaders/conv.wgsl"),
+            ShaderId::ConvSg => include_str!("../../shaders/conv_sg.wgsl"),
             ShaderId::Norm => include_str!("../../shaders/norm.wgsl"),
             ShaderId::Pool => include_str!("../../shaders/pool.wgsl"),
             ShaderId::Loss => include_str!("../../shaders/loss.wgsl"),
@@ -89,7 +93,7 @@ impl ShaderId {
 
     /// True for files that use subgroup operations and so need `SUBGROUP`.
     pub fn needs_subgroups(self) -> bool {
-        matches!(self, ShaderId::GemmTex)
+        matches!(self, ShaderId::GemmTex | ShaderId::ConvSg)
     }
 }
 

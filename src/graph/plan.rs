@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
 use crate::gpu::tensor::{DType, Tensor};
 use crate::graph::model::{Layer, Model};
-use crate::ops::conv::{self, ConvShape};
+use crate::ops::conv::{self, ConvShape, ConvVariant};
 use crate::ops::elementwise::{elementwise, EwOp};
 use crate::ops::gemm::{gemm, GemmDesc, GemmVariant};
 use crate::ops::norm::{self, BnBwd, BnShape};
@@ -264,6 +264,7 @@ struct B<'a> {
     gpu: &'a Gpu,
     n: usize,
     variant: GemmVariant,
+    conv: ConvVariant,
     tensors: Vec<Tensor>,
     fwd: Vec<Op>,
     bwd: Vec<Op>,
@@ -297,6 +298,7 @@ impl Plan {
             gpu,
             n: batch,
             variant: GemmVariant::default_for(gpu),
+            conv: ConvVariant::default_for(gpu),
             tensors: Vec::new(),
             fwd: Vec::new(),
             bwd: Vec::new(),
@@ -604,35 +606,24 @@ fn plan_conv(
 ) -> Result<Ops> {
     let gpu = b.gpu;
     let w = &net.params[p];
-    let f = one(vec![conv::fwd(
-        gpu,
-        cs,
-        b.buf(x),
-        &w.w_eff().buf,
-        b.buf(y),
-    )?]);
+    let f = conv::fwd(gpu, b.conv, cs, b.buf(x), &w.w_eff().buf, b.buf(y))?;
     if !b.train {
         return Ok((f, None));
     }
-    let mut steps = vec![conv::bwd_weight(
-        gpu,
-        cs,
-        b.buf(gy),
-        b.buf(x),
-        &w.grad.buf,
-        false,
-    )?];
+    let mut bw = conv::bwd_weight(gpu, b.conv, cs, b.buf(gy), b.buf(x), &w.grad.buf, false)?;
     if let Some(gx) = gx {
-        steps.push(conv::bwd_data(
+        let d = conv::bwd_data(
             gpu,
+            b.conv,
             cs,
             b.buf(gy),
             &w.w_eff().buf,
             b.buf(gx),
             acc_dx,
-        )?);
+        )?;
+        bw.steps.extend(d.steps);
     }
-    Ok((f, Some(one(steps))))
+    Ok((f, Some(bw)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -765,7 +756,7 @@ fn plan_linear(
         textures.extend(dw.textures);
         steps.push(reduce(
             gpu,
-            ReduceOp::Sum,
+            ReduceOp::OuterSum,
             ReduceShape::per_channel(n, fout, 1),
             &b.tensors[gz],
             &bias.grad,

@@ -24,16 +24,24 @@ pub enum ReduceOp {
     Sum,
     MaxAbs,
     MeanAbs,
+    /// Sum over `outer` of a view with inner = 1, one invocation per row, no barriers.
+    OuterSum,
 }
 
 impl ReduceOp {
-    pub const ALL: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::MaxAbs, ReduceOp::MeanAbs];
+    pub const ALL: [ReduceOp; 4] = [
+        ReduceOp::Sum,
+        ReduceOp::MaxAbs,
+        ReduceOp::MeanAbs,
+        ReduceOp::OuterSum,
+    ];
 
     pub fn entry(self) -> &'static str {
         match self {
             ReduceOp::Sum => "reduce_sum",
             ReduceOp::MaxAbs => "reduce_max_abs",
             ReduceOp::MeanAbs => "reduce_mean_abs",
+            ReduceOp::OuterSum => "reduce_outer_sum",
         }
     }
 }
@@ -96,6 +104,12 @@ pub fn reduce(
                 "view {shape:?} over input {:?} into output {:?}",
                 x.shape, out.shape
             ),
+        });
+    }
+    if op == ReduceOp::OuterSum && shape.inner != 1 {
+        return Err(Error::Shape {
+            op: "reduce",
+            msg: format!("reduce_outer_sum needs inner = 1, got {shape:?}"),
         });
     }
     let spec = KernelSpec::new(ShaderId::Reduce, op.entry(), B);

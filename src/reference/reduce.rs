@@ -11,7 +11,7 @@ pub fn reduce(op: ReduceOp, s: ReduceShape, x: &[f32]) -> Vec<f32> {
                 for i in 0..s.inner {
                     let v = f64::from(x[(o * s.rows + r) * s.inner + i]);
                     acc = match op {
-                        ReduceOp::Sum => acc + v,
+                        ReduceOp::Sum | ReduceOp::OuterSum => acc + v,
                         ReduceOp::MaxAbs => acc.max(v.abs()),
                         ReduceOp::MeanAbs => acc + v.abs(),
                     };
