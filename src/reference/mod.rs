@@ -9,6 +9,7 @@ pub mod data;
 pub mod elementwise;
 pub mod gemm;
 pub mod loss;
+pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod pool;
