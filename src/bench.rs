@@ -251,3 +251,110 @@ pub fn gemm_bench(
     }
     Ok(rows)
 }
+
+/// One peer-comparable figure in the line format of shared/WORKLOADS.md.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadFigure {
+    pub workload: String,
+    pub metric: String,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub runs: usize,
+}
+
+impl WorkloadFigure {
+    /// `incq wgpu W1 train_img_s 812.3 runs=3 min=790.1 max=830.0`
+    pub fn line(&self) -> String {
+        format!(
+            "incq wgpu {} {} {:.1} runs={} min={:.1} max={:.1}",
+            self.workload, self.metric, self.median, self.runs, self.min, self.max
+        )
+    }
+}
+
+/// `incq bench train --workload W1|W2`: train and inference images/s of WORKLOADS.md's W1
+/// (LeNet-BN, train batch 64) or W2 (ResNet-20, train batch 128), inference batch 256, one fixed
+/// N(0, 1) batch resident on the device, SGD lr 0.01 momentum 0.9. Each run times `steps` steps
+/// submitted back to back and ends with a device sync (a metrics read).
+pub fn workload(
+    gpu: &Gpu,
+    opts: &BenchOpts,
+    name: &str,
+    runs: usize,
+    steps: Option<usize>,
+) -> Result<Vec<WorkloadFigure>> {
+    use crate::graph::model::{lenet_bn, resnet20};
+    use crate::graph::plan::{Net, OptimConfig, Plan};
+    let (model, train_batch, default_steps, warmup) = match name {
+        "W1" | "w1" => (lenet_bn(), 64, 30, 3),
+        "W2" | "w2" => (resnet20(), 128, 2, 1),
+        other => {
+            return Err(Error::BadArg {
+                flag: "--workload".into(),
+                msg: format!("'{other}' is not W1 or W2"),
+            })
+        }
+    };
+    let steps = if opts.quick {
+        1
+    } else {
+        steps.unwrap_or(default_steps)
+    };
+    let runs = if opts.quick { 1 } else { runs.max(1) };
+    let net = Net::new(gpu, &model, 0)?;
+    let opt = OptimConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        nesterov: false,
+    };
+    let mut seed = 99u64;
+    let mut normal = || {
+        let u1 = (lcg(&mut seed) * 0.5 + 0.5).max(1e-7);
+        let u2 = lcg(&mut seed) * 0.5 + 0.5;
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    };
+    let (c, h, w) = model.input;
+    let mut figures = Vec::new();
+    for (metric, batch, train) in [
+        ("train_img_s", train_batch, true),
+        ("infer_img_s", 256, false),
+    ] {
+        let plan = Plan::new(gpu, &net, batch, train.then_some(opt))?;
+        let x: Vec<f32> = (0..batch * c * h * w).map(|_| normal()).collect();
+        let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 7 + 3) % 10).collect();
+        plan.input.write_f32(gpu, &x)?;
+        plan.labels.write_u32(gpu, &labels)?;
+        let step = |p: &mut wgpu::ComputePass<'_>| {
+            if train {
+                plan.encode_train(p)
+            } else {
+                plan.encode_eval(p)
+            }
+        };
+        for _ in 0..if opts.quick { 1 } else { warmup } {
+            gpu.run_pass("warmup", step);
+        }
+        plan.read_metrics(gpu)?;
+        let mut rates = Vec::new();
+        for _ in 0..runs {
+            let t0 = std::time::Instant::now();
+            for _ in 0..steps {
+                gpu.run_pass(metric, step);
+            }
+            plan.read_metrics(gpu)?;
+            rates.push((batch * steps) as f64 / t0.elapsed().as_secs_f64());
+        }
+        rates.sort_by(f64::total_cmp);
+        figures.push(WorkloadFigure {
+            workload: name.to_uppercase(),
+            metric: metric.into(),
+            median: rates[rates.len() / 2],
+            min: rates[0],
+            max: rates[rates.len() - 1],
+            runs,
+        });
+    }
+    Ok(figures)
+}

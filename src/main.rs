@@ -186,6 +186,21 @@ enum BenchCmd {
         #[command(flatten)]
         common: CommonBench,
     },
+    /// Train and inference images/s of workload W1 (LeNet-BN) or W2 (ResNet-20), in the peer line
+    /// format of WORKLOADS.md.
+    Train {
+        #[command(flatten)]
+        common: CommonBench,
+        /// W1 or W2.
+        #[arg(long, default_value = "W1")]
+        workload: String,
+        /// Timed runs (the median is reported with min and max).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Steps per timed run (default: 30 for W1, 2 for W2).
+        #[arg(long)]
+        steps: Option<usize>,
+    },
     /// GEMM GFLOP/s at square sizes, with the % of the same run's FMA peak.
     Gemm {
         #[command(flatten)]
@@ -348,6 +363,20 @@ fn run(cli: Cli) -> Result<()> {
             let gpu = Gpu::open(&dev)?;
             eprintln!("device: {}", gpu.describe());
             match what {
+                BenchCmd::Train {
+                    common,
+                    workload,
+                    runs,
+                    steps,
+                } => {
+                    for f in bench::workload(&gpu, &opts(&common), &workload, runs, steps)? {
+                        if common.json {
+                            println!("{}", serde_json::to_string(&f).unwrap_or_default());
+                        } else {
+                            println!("{}", f.line());
+                        }
+                    }
+                }
                 BenchCmd::Roofline { common } => {
                     let r = bench::roofline(&gpu, &opts(&common))?;
                     bench::print_rows(&r.rows, common.json);
