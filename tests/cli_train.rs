@@ -202,7 +202,7 @@ fn unwritable_out_is_one_clear_error() {
 fn batch_too_large_for_the_device_is_one_clear_error() {
     let Some(g) = common::gpu() else { return };
     // conv1's output at batch 60000 is 60000 x 6 x 28 x 28 floats (1.13 GB).
-    if u64::from(g.limits.max_storage_buffer_binding_size) >= 1_128_960_000 {
+    if g.limits.max_storage_buffer_binding_size >= 1_128_960_000 {
         eprintln!("this device binds 1.13 GB buffers; the over-limit case cannot happen here");
         return;
     }
