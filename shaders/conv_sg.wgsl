@@ -15,6 +15,7 @@
 //  - conv2d_bwd_data_sg:   invocations over input positions (n, ih, iw); wg.y = block of CB input channels
 //  - conv2d_bwd_weight_sg: invocations over taps (ci, kh, kw); wg.y = block of CB output channels;
 //                          wg.z = slice of the N*OH*OW positions, written to partial[slice] (summed after)
+//  - conv2d_bwd_weight_win: stride 1, K = 3 or 5: a sliding window along each output row (below)
 
 struct ConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -204,6 +205,93 @@ fn conv2d_bwd_weight_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_inv
                     put(base + co * taps, acc[j / 4u][j % 4u]);
                 } else {
                     out[base + co * taps] = acc[j / 4u][j % 4u];
+                }
+            }
+        }
+    }
+}
+
+// conv2d_bwd_weight_win (stride 1, K = 3 or 5): one invocation per (ci, kh) row of taps and a
+// block of 8 output channels; it sweeps each (n, oh) row of its slice along ow with a sliding
+// window of the K input values under the kernel row, so every step loads one new x value and one
+// dy value (broadcast across the 8 channels) for 8 * K FMAs. Workgroups are one 8-lane subgroup.
+// Output as conv2d_bwd_weight_sg: partial[slice][cout][cin][k][k], or dw when slices = 1.
+override K: u32 = 5;
+
+fn xw(xb: u32, iw: i32, rowok: bool) -> f32 {
+    let ok = rowok && iw >= 0 && iw < i32(p.w);
+    return select(0.0, in1[xb + u32(clamp(iw, 0, i32(p.w) - 1))], ok);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_bwd_weight_win(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
+                         @builtin(subgroup_invocation_id) sl: u32) {
+    let rows = p.cin * K;
+    let r_raw = wg.x * 8u + li;
+    let r = min(r_raw, rows - 1u);
+    let ci = r / K;
+    let kh = r % K;
+    let co0 = wg.y * 8u;
+    let coa = min(co0 + sl % 8u, p.cout - 1u);
+    let nrows = p.n * p.oh;
+    let chunk = (nrows + p.slices - 1u) / p.slices;
+    let first = wg.z * chunk;
+    let last = min(first + chunk, nrows);
+    let ohw = p.oh * p.ow;
+    let pad = i32(p.pad);
+    var s0 = vec4<f32>(0.0); var s1 = vec4<f32>(0.0);
+    var t0 = vec4<f32>(0.0); var t1 = vec4<f32>(0.0);
+    var u0 = vec4<f32>(0.0); var u1 = vec4<f32>(0.0);
+    var v0 = vec4<f32>(0.0); var v1 = vec4<f32>(0.0);
+    var z0 = vec4<f32>(0.0); var z1 = vec4<f32>(0.0);
+    for (var q = first; q < last; q++) {
+        let n = q / p.oh;
+        let oh = q % p.oh;
+        let ih = i32(oh + kh) - pad;
+        let rowok = ih >= 0 && ih < i32(p.h);
+        let xb = ((n * p.cin + ci) * p.h + u32(clamp(ih, 0, i32(p.h) - 1))) * p.w;
+        let db = (n * p.cout + coa) * ohw + oh * p.ow;
+        var w0 = xw(xb, -pad, rowok);
+        var w1 = xw(xb, 1 - pad, rowok);
+        var w2 = 0.0;
+        var w3 = 0.0;
+        if (K == 5u) {
+            w2 = xw(xb, 2 - pad, rowok);
+            w3 = xw(xb, 3 - pad, rowok);
+        }
+        for (var ow = 0u; ow < p.ow; ow++) {
+            let nw = xw(xb, i32(ow + K - 1u) - pad, rowok);
+            let d = b8(in0[db + ow]);
+            let da = vec4<f32>(d[0], d[1], d[2], d[3]);
+            let dd = vec4<f32>(d[4], d[5], d[6], d[7]);
+            s0 = fma(da, vec4<f32>(w0), s0); s1 = fma(dd, vec4<f32>(w0), s1);
+            t0 = fma(da, vec4<f32>(w1), t0); t1 = fma(dd, vec4<f32>(w1), t1);
+            if (K == 5u) {
+                u0 = fma(da, vec4<f32>(w2), u0); u1 = fma(dd, vec4<f32>(w2), u1);
+                v0 = fma(da, vec4<f32>(w3), v0); v1 = fma(dd, vec4<f32>(w3), v1);
+                z0 = fma(da, vec4<f32>(nw), z0); z1 = fma(dd, vec4<f32>(nw), z1);
+                w0 = w1; w1 = w2; w2 = w3; w3 = nw;
+            } else {
+                u0 = fma(da, vec4<f32>(nw), u0); u1 = fma(dd, vec4<f32>(nw), u1);
+                w0 = w1; w1 = nw;
+            }
+        }
+    }
+    if (r_raw < rows) {
+        let acc = array<vec4<f32>, 10>(s0, s1, t0, t1, u0, u1, v0, v1, z0, z1);
+        let kk = K * K;
+        let base = wg.z * p.cout * p.cin * kk + (ci * K + kh) * K;
+        for (var j = 0u; j < 8u; j++) {
+            let co = co0 + j;
+            if (co < p.cout) {
+                for (var kw = 0u; kw < K; kw++) {
+                    let v = acc[2u * kw + j / 4u][j % 4u];
+                    let o = base + co * p.cin * kk + kw;
+                    if (p.slices == 1u) {
+                        put(o, v);
+                    } else {
+                        out[o] = v;
+                    }
                 }
             }
         }

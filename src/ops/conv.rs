@@ -193,6 +193,48 @@ pub fn bwd_data(
     Ok(Dispatch::new(gpu, &spec, &p, &[dx, dy, w], grid_for(gpu, s.x_len(), WG))?.into())
 }
 
+/// Runs a sliced backward-weight kernel: straight into `dw` with one slice, else into partial sums
+/// that reduce_outer_sum adds up.
+#[allow(clippy::too_many_arguments)]
+fn sliced(
+    gpu: &Gpu,
+    s: &ConvShape,
+    spec: &KernelSpec,
+    p: ConvParams,
+    groups: [u32; 3],
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+) -> Result<Op> {
+    let slices = p.slices as usize;
+    if slices == 1 {
+        return Ok(Dispatch::new(gpu, spec, &p, &[dw, dy, x], groups)?.into());
+    }
+    let partial = Tensor::empty(
+        gpu,
+        "conv dw partial sums",
+        &[slices * s.w_len()],
+        DType::F32,
+    )?;
+    let d = Dispatch::new(gpu, spec, &p, &[&partial.buf, dy, x], groups)?;
+    let out = Tensor {
+        buf: dw.clone(),
+        shape: vec![s.w_len()],
+        dtype: DType::F32,
+    };
+    let r = reduce(
+        gpu,
+        ReduceOp::OuterSum,
+        ReduceShape::per_channel(slices, s.w_len(), 1),
+        &partial,
+        &out,
+    )?;
+    Ok(Op {
+        steps: vec![d, r],
+        textures: vec![],
+    })
+}
+
 /// dw (+)= correlation of dy with x. The subgroup variant splits the N*OH*OW sum into slices
 /// (so small layers still fill the device) and sums the partials with reduce_sum.
 pub fn bwd_weight(
@@ -209,6 +251,22 @@ pub fn bwd_weight(
     check(gpu, "x", x, s.x_len())?;
     check(gpu, "dw", dw, s.w_len())?;
     let mut p = s.params(accumulate);
+    if v == ConvVariant::Subgroup && s.stride == 1 && (s.k == 3 || s.k == 5) {
+        // Sliding-window kernel: one 8-lane workgroup per 8 (ci, kh) rows and 8 output channels.
+        let spec =
+            KernelSpec::new(ShaderId::ConvSg, "conv2d_bwd_weight_win", B).with("K", s.k as f64);
+        let (oh, _) = s.out_hw();
+        let gx = ((s.cin * s.k) as u32).div_ceil(8);
+        let gy = (s.cout as u32).div_ceil(8);
+        let rows = (s.n * oh) as u32;
+        let slices = if accumulate {
+            1
+        } else {
+            48u32.div_ceil(gx * gy).clamp(1, rows)
+        };
+        p.slices = slices;
+        return sliced(gpu, s, &spec, p, [gx, gy, slices], dy, x, dw);
+    }
     if v == ConvVariant::Subgroup {
         let (spec, cb) = sg_spec("conv2d_bwd_weight_sg", s.cout);
         let taps = (s.cin * s.k * s.k) as u32;
