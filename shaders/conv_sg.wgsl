@@ -29,6 +29,7 @@ struct ConvParams {
 @group(0) @binding(3) var<storage, read> in1: array<f32>;
 
 override CB: u32 = 8;   // channels per invocation: 8 or 16
+override WGS: u32 = 64; // invocations per workgroup of the fwd and bwd-data kernels
 
 fn b8(v: f32) -> array<f32, 8> {
     return array<f32, 8>(
@@ -46,11 +47,11 @@ fn put(i: u32, v: f32) {
 }
 
 // x = in0, w = in1, y = out
-@compute @workgroup_size(64)
+@compute @workgroup_size(WGS)
 fn conv2d_fwd_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
     let total = p.n * p.oh * p.ow;
-    let pos_raw = wg.x * 64u + li;
+    let pos_raw = wg.x * WGS + li;
     let pos = min(pos_raw, total - 1u);
     let ow = pos % p.ow;
     let oh = (pos / p.ow) % p.oh;
@@ -99,11 +100,11 @@ fn conv2d_fwd_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // dy = in0, w = in1, dx = out
-@compute @workgroup_size(64)
+@compute @workgroup_size(WGS)
 fn conv2d_bwd_data_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
                       @builtin(subgroup_invocation_id) sl: u32) {
     let total = p.n * p.h * p.w;
-    let pos_raw = wg.x * 64u + li;
+    let pos_raw = wg.x * WGS + li;
     let pos = min(pos_raw, total - 1u);
     let iw = pos % p.w;
     let ih = (pos / p.w) % p.h;
