@@ -358,3 +358,80 @@ pub fn workload(
     }
     Ok(figures)
 }
+
+/// `incq bench conv`: the W3a and W3b conv2d forward microbenchmarks of WORKLOADS.md (3x3,
+/// stride 1, pad 1, batch 128), inputs and weights resident, the output buffer reused, with the
+/// roofline of the same run. Returns table rows and the peer-format figures.
+pub fn conv_workloads(
+    gpu: &Gpu,
+    opts: &BenchOpts,
+    runs: usize,
+) -> Result<(Vec<Row>, Vec<WorkloadFigure>)> {
+    use crate::ops::conv::{self, ConvShape, ConvVariant};
+    let roof = roofline(gpu, opts)?;
+    let mut rows = roof.rows.clone();
+    let mut figs = Vec::new();
+    let variant = ConvVariant::default_for(gpu);
+    for (name, c, hw) in [("W3a", 16usize, 32usize), ("W3b", 64, 8)] {
+        if let Some(f) = &opts.filter {
+            if !name.contains(f.as_str()) {
+                continue;
+            }
+        }
+        let n = if opts.quick { 8 } else { 128 };
+        let s = ConvShape {
+            n,
+            cin: c,
+            h: hw,
+            w: hw,
+            cout: c,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        let mut seed = 5u64;
+        let x: Vec<f32> = (0..s.x_len()).map(|_| lcg(&mut seed)).collect();
+        let w: Vec<f32> = (0..s.w_len()).map(|_| lcg(&mut seed)).collect();
+        let tx = Tensor::from_f32(gpu, "x", &[x.len()], &x)?;
+        let tw = Tensor::from_f32(gpu, "w", &[w.len()], &w)?;
+        let ty = Tensor::empty(gpu, "y", &[s.y_len()], crate::gpu::DType::F32)?;
+        let op = conv::fwd(gpu, variant, &s, &tx.buf, &tw.buf, &ty.buf)?;
+        // Check against the CPU twin on a sample of outputs before timing.
+        op.run(gpu);
+        let got = ty.to_f32(gpu)?;
+        let want =
+            crate::reference::conv::conv2d_fwd(&ConvShape { n: 1, ..s }, &x[..s.x_len() / n], &w);
+        for (i, (g, r)) in got.iter().zip(&want).enumerate().step_by(97) {
+            if (g - r).abs() > 1e-3 * (1.0 + r.abs()) {
+                return Err(Error::Gpu {
+                    op: format!("conv {name} check"),
+                    msg: format!("output {i}: GPU {g}, CPU {r}"),
+                });
+            }
+        }
+        let reps = if opts.quick { 1 } else { runs.max(1) };
+        let t = time_pass(gpu, name, 1, reps, opts.wall, &|p| op.encode(p))?;
+        let flops = s.flops();
+        let shape = format!("{name} {n}x{c}x{hw}x{hw}");
+        rows.push(Row::new(
+            "conv",
+            shape,
+            format!("{variant:?}"),
+            &t,
+            flops,
+            "GFLOP/s",
+            Some(roof.fma_gflops),
+        ));
+        let mut rates: Vec<f64> = t.samples.iter().map(|s| flops / s / 1e9).collect();
+        rates.sort_by(f64::total_cmp);
+        figs.push(WorkloadFigure {
+            workload: name.into(),
+            metric: "gflop_s".into(),
+            median: flops / t.median() / 1e9,
+            min: rates[0],
+            max: rates[rates.len() - 1],
+            runs: reps,
+        });
+    }
+    Ok((rows, figs))
+}

@@ -12,6 +12,7 @@ pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod ops;
+pub mod profiler;
 pub mod reference;
 pub mod train;
 

@@ -43,6 +43,21 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Per-kernel and per-layer GPU time of training steps, and an optional Chrome trace.
+    Profile {
+        /// lenet-bn or resnet20 (or vgg-small).
+        #[arg(long, default_value = "lenet-bn")]
+        model: String,
+        /// Steps to time (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// Batch (default: 64 for LeNet-BN, 128 otherwise, as in WORKLOADS.md).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Write a Chrome trace (chrome://tracing, Perfetto) here.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+    },
     /// Train a model (default: LeNet-BN on the bundled MNIST).
     Train(TrainArgs),
     /// Evaluate a checkpoint on a test set.
@@ -201,6 +216,14 @@ enum BenchCmd {
         #[arg(long)]
         steps: Option<usize>,
     },
+    /// conv2d forward W3a and W3b (WORKLOADS.md), GFLOP/s and % of the same run's FMA peak.
+    Conv {
+        #[command(flatten)]
+        common: CommonBench,
+        /// Timed repeats.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// GEMM GFLOP/s at square sizes, with the % of the same run's FMA peak.
     Gemm {
         #[command(flatten)]
@@ -314,6 +337,49 @@ fn run(cli: Cli) -> Result<()> {
     };
     match cli.cmd {
         Cmd::Info { verbose } => info(&dev, verbose),
+        Cmd::Profile {
+            model,
+            steps,
+            batch,
+            trace,
+        } => {
+            let input = if model.starts_with("lenet") {
+                (1, 28, 28)
+            } else {
+                (3, 32, 32)
+            };
+            let m = incq::graph::model::Model::by_name(&model, input, 10)?;
+            let batch = batch.unwrap_or(if model.starts_with("lenet") { 64 } else { 128 });
+            let gpu = Gpu::open(&dev)?;
+            eprintln!("device: {}", gpu.describe());
+            let p = incq::profiler::profile(&gpu, &m, batch, steps)?;
+            println!(
+                "{model} batch {batch}: step {:.2} ms; the named dispatches below sum to {:.2} ms ({:.1}% of the step); clock: {}",
+                p.step_ms,
+                p.named_ms(),
+                100.0 * p.named_ms() / p.step_ms,
+                p.clock
+            );
+            println!("\n{:<36} {:>6} {:>10} {:>7}", "kernel", "calls", "ms", "%");
+            for (k, c, t) in p.by(|e| e.kernel.clone()) {
+                println!(
+                    "{k:<36} {c:>6} {t:>10.3} {:>6.1}%",
+                    100.0 * t / p.named_ms()
+                );
+            }
+            println!("\n{:<36} {:>6} {:>10} {:>7}", "layer", "calls", "ms", "%");
+            for (k, c, t) in p.by(|e| e.layer.clone()) {
+                println!(
+                    "{k:<36} {c:>6} {t:>10.3} {:>6.1}%",
+                    100.0 * t / p.named_ms()
+                );
+            }
+            if let Some(path) = trace {
+                incq::io::checkpoint::write_atomic(&path, p.chrome_trace().as_bytes())?;
+                eprintln!("trace written to {}", path.display());
+            }
+            Ok(())
+        }
         Cmd::Train(a) => {
             let cfg = train_config(&a)?;
             let gpu = Gpu::open(&dev)?;
@@ -373,6 +439,15 @@ fn run(cli: Cli) -> Result<()> {
                         if common.json {
                             println!("{}", serde_json::to_string(&f).unwrap_or_default());
                         } else {
+                            println!("{}", f.line());
+                        }
+                    }
+                }
+                BenchCmd::Conv { common, runs } => {
+                    let (rows, figs) = bench::conv_workloads(&gpu, &opts(&common), runs)?;
+                    bench::print_rows(&rows, common.json);
+                    if !common.json {
+                        for f in figs {
                             println!("{}", f.line());
                         }
                     }

@@ -113,3 +113,71 @@ fn bench_quick_json_rows_are_complete() {
         assert!(r["median_ms"].as_f64().unwrap() <= r["max_ms"].as_f64().unwrap());
     }
 }
+
+#[test]
+fn profile_accounts_for_the_step_and_writes_a_chrome_trace() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let trace = std::env::temp_dir().join(format!("incq-trace-{}.json", std::process::id()));
+    let out = incq()
+        .args([
+            "profile", "--model", "lenet-bn", "--steps", "1", "--batch", "8", "--trace",
+        ])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("conv") && stdout.contains("% of the step"),
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    let events = v["traceEvents"].as_array().unwrap();
+    assert!(events.len() > 20);
+    let mut end = 0.0;
+    for e in events {
+        assert_eq!(e["ph"], "X");
+        assert!(e["name"].as_str().unwrap().contains("::"));
+        let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+        assert!(dur >= 0.0 && ts >= end - 1e-6, "events are sequential");
+        end = ts + dur;
+    }
+}
+
+#[test]
+fn bench_workload_lines_use_the_peer_format() {
+    if common::gpu().is_none() {
+        return;
+    }
+    for args in [
+        &["bench", "train", "--workload", "W1", "--quick"][..],
+        &["bench", "conv", "--quick"][..],
+    ] {
+        let out = incq().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("incq wgpu W"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{stdout}");
+        for l in lines {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 8, "{l}");
+            assert!(f[4].parse::<f64>().unwrap() > 0.0);
+            assert!(
+                f[5].starts_with("runs=") && f[6].starts_with("min=") && f[7].starts_with("max=")
+            );
+        }
+    }
+}

@@ -258,6 +258,9 @@ pub struct Plan {
     bwd: Vec<Op>,
     opt: Vec<(usize, Dispatch)>,
     opt_cfg: Option<OptimConfig>,
+    /// The layer each forward / backward op belongs to (for profiles).
+    fwd_names: Vec<String>,
+    bwd_names: Vec<String>,
 }
 
 struct B<'a> {
@@ -312,7 +315,17 @@ impl Plan {
             grads.push(b.t(batch * s.0 * s.1 * s.2, DType::F32)?);
         }
         let mut s = model.input;
+        let (mut fwd_names, mut bwd_names) = (Vec::new(), Vec::new());
         for (i, layer) in model.layers.iter().enumerate() {
+            let kind = match layer {
+                Layer::Conv { .. } => "conv",
+                Layer::Bn { .. } => "bn",
+                Layer::MaxPool2 => "maxpool",
+                Layer::Gap => "gap",
+                Layer::Linear { .. } => "linear",
+                Layer::BasicBlock { .. } => "block",
+            };
+            let name = format!("l{i}.{kind}");
             let (x, y, gx, gy) = (acts[i], acts[i + 1], grads[i], grads[i + 1]);
             let need_dx = i > 0;
             match (layer, &net.idx[i]) {
@@ -426,6 +439,8 @@ impl Plan {
                 }
             }
             s = shapes[i];
+            fwd_names.resize(b.fwd.len(), name.clone());
+            bwd_names.resize(b.bwd.len(), name);
         }
         let logits = *acts.last().unwrap();
         let glogits = *grads.last().unwrap();
@@ -484,6 +499,8 @@ impl Plan {
             bwd: b.bwd,
             opt: optd,
             opt_cfg: opt,
+            fwd_names,
+            bwd_names,
         })
     }
 
@@ -503,13 +520,20 @@ impl Plan {
         }
     }
 
-    /// Every dispatch of a training step in execution order, for profiling.
-    pub fn dispatches(&self) -> Vec<&Dispatch> {
-        let mut v: Vec<&Dispatch> = Vec::new();
-        v.extend(self.fwd.iter().flat_map(|o| o.steps.iter()));
-        v.extend(self.loss.iter());
-        v.extend(self.bwd.iter().rev().flat_map(|o| o.steps.iter()));
-        v.extend(self.opt.iter().map(|(_, d)| d));
+    /// Every dispatch of a training step (eval step when not `train`) in execution order, with
+    /// the layer or stage it belongs to, for profiling.
+    pub fn dispatches(&self, train: bool) -> Vec<(String, &Dispatch)> {
+        let mut v: Vec<(String, &Dispatch)> = Vec::new();
+        for (o, n) in self.fwd.iter().zip(&self.fwd_names) {
+            v.extend(o.steps.iter().map(|d| (format!("{n} fwd"), d)));
+        }
+        v.extend(self.loss.iter().map(|d| ("loss".to_string(), d)));
+        if train {
+            for (o, n) in self.bwd.iter().zip(&self.bwd_names).rev() {
+                v.extend(o.steps.iter().map(|d| (format!("{n} bwd"), d)));
+            }
+            v.extend(self.opt.iter().map(|(_, d)| ("optimizer".to_string(), d)));
+        }
         v
     }
 
