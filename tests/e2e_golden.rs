@@ -16,6 +16,8 @@ fn lenet_bn_steps_match_the_cpu_reference() {
     let Some(g) = gpu() else { return };
     let model = lenet_bn();
     let net = Net::new(g, &model, 42).unwrap();
+    // WORKLOADS.md W1: 61,728 parameters.
+    assert_eq!(net.num_params(), 61_728);
     let cfg = OptimConfig {
         lr: 0.05,
         momentum: 0.9,
