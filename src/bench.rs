@@ -75,7 +75,7 @@ pub fn print_rows(rows: &[Row], json: bool) {
         return;
     }
     println!(
-        "{:<10} {:<22} {:<16} {:>10} {:>21} {:>10} {:<8} {:>8} clock",
+        "{:<16} {:<22} {:<16} {:>10} {:>21} {:>10} {:<8} {:>8} clock",
         "bench", "shape", "variant", "median ms", "min–max ms", "rate", "unit", "% peak"
     );
     for r in rows {
@@ -84,7 +84,7 @@ pub fn print_rows(rows: &[Row], json: bool) {
             .map(|p| format!("{p:.1}"))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<10} {:<22} {:<16} {:>10.3} {:>21} {:>10.2} {:<8} {:>8} {}",
+            "{:<16} {:<22} {:<16} {:>10.3} {:>21} {:>10.2} {:<8} {:>8} {}",
             r.bench,
             r.shape,
             r.variant,
@@ -434,4 +434,245 @@ pub fn conv_workloads(
         });
     }
     Ok((rows, figs))
+}
+
+/// `incq bench kernels`: every kernel family at training shapes of W1 and W2, each timed after a
+/// warm-up, as GFLOP/s (GEMM, conv) or GB/s of the bytes it must move (the rest), against the
+/// roofline of the same run.
+pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
+    use crate::ops::conv::{self, ConvShape, ConvVariant};
+    use crate::ops::norm::{self, BnBwd, BnShape};
+    use crate::ops::pool::{self, PoolShape};
+    use crate::ops::{elementwise, reduce};
+    let roof = roofline(gpu, opts)?;
+    let mut rows = roof.rows.clone();
+    let reps = if opts.quick { 1 } else { 5 };
+    let mut seed = 21u64;
+    let mut vec = |n: usize| -> Result<Tensor> {
+        let v: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+        Tensor::from_f32(gpu, "bench", &[n], &v)
+    };
+    let keep = |name: &str| {
+        opts.filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
+    };
+    let timed = |rows: &mut Vec<Row>,
+                 name: &str,
+                 shape: String,
+                 variant: String,
+                 op: &crate::ops::Op,
+                 work: f64,
+                 unit: &str|
+     -> Result<()> {
+        if !keep(name) {
+            return Ok(());
+        }
+        let t = time_pass(gpu, name, 1, reps, opts.wall, &|p| op.encode(p))?;
+        let peak = if unit == "GB/s" {
+            roof.copy_gbs
+        } else {
+            roof.fma_gflops
+        };
+        rows.push(Row::new(name, shape, variant, &t, work, unit, Some(peak)));
+        Ok(())
+    };
+    let n = if opts.quick { 4 } else { 64 };
+    // GEMM at LeNet's first linear layer (batch x 400 -> 120) and a square 512.
+    let gv = GemmVariant::default_for(gpu);
+    for d in [
+        GemmDesc {
+            trans_b: true,
+            ..GemmDesc::new(n, 120, 400)
+        },
+        GemmDesc::new(512, 512, 512),
+    ] {
+        let (a, b, c) = (vec(d.m * d.k)?, vec(d.k * d.n)?, vec(d.m * d.n)?);
+        let op = ops::gemm::gemm(gpu, gv, &d, &a.buf, &b.buf, &c.buf)?;
+        timed(
+            &mut rows,
+            "gemm",
+            format!("{}x{}x{}", d.m, d.n, d.k),
+            gv.name(),
+            &op,
+            d.flops(),
+            "GFLOP/s",
+        )?;
+    }
+    // conv at LeNet conv2 and a ResNet-20 stage-1 conv.
+    let cv = ConvVariant::default_for(gpu);
+    let rn = if opts.quick { 2 } else { 32 };
+    for s in [
+        ConvShape {
+            n,
+            cin: 6,
+            h: 14,
+            w: 14,
+            cout: 16,
+            k: 5,
+            stride: 1,
+            pad: 0,
+        },
+        ConvShape {
+            n: rn,
+            cin: 16,
+            h: 32,
+            w: 32,
+            cout: 16,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        },
+    ] {
+        let (x, w, y) = (vec(s.x_len())?, vec(s.w_len())?, vec(s.y_len())?);
+        let shape = format!("{}x{}x{}x{} k{} ->{}", s.n, s.cin, s.h, s.w, s.k, s.cout);
+        let v = format!("{cv:?}");
+        timed(
+            &mut rows,
+            "conv_fwd",
+            shape.clone(),
+            v.clone(),
+            &conv::fwd(gpu, cv, &s, &x.buf, &w.buf, &y.buf)?,
+            s.flops(),
+            "GFLOP/s",
+        )?;
+        let dx = vec(s.x_len())?;
+        let op = conv::bwd_data(gpu, cv, &s, &y.buf, &w.buf, &dx.buf, false)?;
+        timed(
+            &mut rows,
+            "conv_bwd_data",
+            shape.clone(),
+            v.clone(),
+            &op,
+            s.flops(),
+            "GFLOP/s",
+        )?;
+        let dw = vec(s.w_len())?;
+        let op = conv::bwd_weight(gpu, cv, &s, &y.buf, &x.buf, &dw.buf, false)?;
+        timed(
+            &mut rows,
+            "conv_bwd_weight",
+            shape,
+            v,
+            &op,
+            s.flops(),
+            "GFLOP/s",
+        )?;
+    }
+    // Batch norm, pooling, elementwise and reductions at LeNet's first activation.
+    let bs = BnShape {
+        n,
+        c: 6,
+        hw: 28 * 28,
+        relu: true,
+    };
+    let (x, y, dy, dx) = (
+        vec(bs.len())?,
+        vec(bs.len())?,
+        vec(bs.len())?,
+        vec(bs.len())?,
+    );
+    let (st, run, g, b, dg, db) = (vec(12)?, vec(12)?, vec(6)?, vec(6)?, vec(6)?, vec(6)?);
+    let bytes = (bs.len() * 4) as f64;
+    let shape = format!("{}x6x28x28", n);
+    let fwd = crate::ops::Op {
+        steps: vec![
+            norm::stats(gpu, &bs, &x.buf, &st.buf, &run.buf)?,
+            norm::apply(gpu, &bs, &x.buf, &st.buf, &g.buf, &b.buf, &y.buf)?,
+        ],
+        textures: vec![],
+    };
+    timed(
+        &mut rows,
+        "bn_fwd",
+        shape.clone(),
+        "relu".into(),
+        &fwd,
+        4.0 * bytes,
+        "GB/s",
+    )?;
+    let bw = BnBwd {
+        x: &x.buf,
+        y: &y.buf,
+        dy: &dy.buf,
+        stats: &st.buf,
+        gamma: &g.buf,
+        dgamma: &dg.buf,
+        dbeta: &db.buf,
+        dx: &dx.buf,
+    };
+    let [d1, d2] = norm::backward(gpu, &bs, &bw)?;
+    let op = crate::ops::Op {
+        steps: vec![d1, d2],
+        textures: vec![],
+    };
+    timed(
+        &mut rows,
+        "bn_bwd",
+        shape.clone(),
+        "relu".into(),
+        &op,
+        7.0 * bytes,
+        "GB/s",
+    )?;
+    let ps = PoolShape {
+        n,
+        c: 6,
+        h: 28,
+        w: 28,
+    };
+    let (py, arg) = (
+        vec(bs.len() / 4)?,
+        Tensor::empty(gpu, "arg", &[bs.len() / 4], crate::gpu::DType::U32)?,
+    );
+    let op = pool::max_fwd(gpu, &ps, &x.buf, &py.buf, &arg.buf)?.into();
+    timed(
+        &mut rows,
+        "maxpool_fwd",
+        shape.clone(),
+        "2x2".into(),
+        &op,
+        1.5 * bytes,
+        "GB/s",
+    )?;
+    let op = pool::max_bwd(gpu, &ps, &py.buf, &arg.buf, &dx.buf)?.into();
+    timed(
+        &mut rows,
+        "maxpool_bwd",
+        shape.clone(),
+        "2x2".into(),
+        &op,
+        1.5 * bytes,
+        "GB/s",
+    )?;
+    let op =
+        elementwise::elementwise(gpu, elementwise::EwOp::ReluBwd, 0.0, &dx, &[&x, &dy])?.into();
+    timed(
+        &mut rows,
+        "relu_bwd",
+        shape.clone(),
+        "".into(),
+        &op,
+        3.0 * bytes,
+        "GB/s",
+    )?;
+    let r = vec(1)?;
+    let op = reduce::reduce(
+        gpu,
+        reduce::ReduceOp::MaxAbs,
+        reduce::ReduceShape::whole(bs.len()),
+        &x,
+        &r,
+    )?
+    .into();
+    timed(
+        &mut rows,
+        "reduce",
+        shape,
+        "max_abs".into(),
+        &op,
+        bytes,
+        "GB/s",
+    )?;
+    Ok(rows)
 }

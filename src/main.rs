@@ -216,6 +216,11 @@ enum BenchCmd {
         #[arg(long)]
         steps: Option<usize>,
     },
+    /// Every kernel family at training shapes: GFLOP/s or GB/s and % of the same run's roofline.
+    Kernels {
+        #[command(flatten)]
+        common: CommonBench,
+    },
     /// conv2d forward W3a and W3b (WORKLOADS.md), GFLOP/s and % of the same run's FMA peak.
     Conv {
         #[command(flatten)]
@@ -442,6 +447,10 @@ fn run(cli: Cli) -> Result<()> {
                             println!("{}", f.line());
                         }
                     }
+                }
+                BenchCmd::Kernels { common } => {
+                    let rows = bench::kernels(&gpu, &opts(&common))?;
+                    bench::print_rows(&rows, common.json);
                 }
                 BenchCmd::Conv { common, runs } => {
                     let (rows, figs) = bench::conv_workloads(&gpu, &opts(&common), runs)?;
