@@ -96,67 +96,40 @@ fn train_args<'a>(dir: &'a str, out: &'a str) -> Vec<&'a str> {
     ]
 }
 
-#[test]
-fn truncated_idx_is_one_clear_error() {
+/// Writes a valid toy MNIST set, applies `edit` to `file`, trains, and expects one error line.
+fn corrupted(tag: &str, file: &str, edit: impl Fn(&mut Vec<u8>), needles: &[&str]) {
     if common::gpu().is_none() {
         return;
     }
-    let d = tmp("trunc");
+    let d = tmp(tag);
     mnist_like(&d, 30, 10);
-    let f = d.join("train-images-idx3-ubyte");
+    let f = d.join(file);
     let mut b = std::fs::read(&f).unwrap();
-    b.truncate(b.len() - 100);
+    edit(&mut b);
     std::fs::write(&f, b).unwrap();
     let (ds, os) = (
         d.to_str().unwrap().to_string(),
         d.join("out").to_str().unwrap().to_string(),
     );
-    fails_with(
-        &incq(&train_args(&ds, &os)),
-        &["train-images-idx3-ubyte", "truncated"],
-    );
+    fails_with(&incq(&train_args(&ds, &os)), needles);
+}
+
+#[test]
+fn truncated_idx_is_one_clear_error() {
+    let f = "train-images-idx3-ubyte";
+    corrupted("trunc", f, |b| b.truncate(b.len() - 100), &[f, "truncated"]);
 }
 
 #[test]
 fn wrong_magic_is_one_clear_error() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let d = tmp("magic");
-    mnist_like(&d, 30, 10);
-    let f = d.join("t10k-labels-idx1-ubyte");
-    let mut b = std::fs::read(&f).unwrap();
-    b[3] = 0x03;
-    std::fs::write(&f, b).unwrap();
-    let (ds, os) = (
-        d.to_str().unwrap().to_string(),
-        d.join("out").to_str().unwrap().to_string(),
-    );
-    fails_with(
-        &incq(&train_args(&ds, &os)),
-        &["t10k-labels-idx1-ubyte", "magic"],
-    );
+    let f = "t10k-labels-idx1-ubyte";
+    corrupted("magic", f, |b| b[3] = 0x03, &[f, "magic"]);
 }
 
 #[test]
 fn label_10_is_one_clear_error() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let d = tmp("label");
-    mnist_like(&d, 30, 10);
-    let f = d.join("train-labels-idx1-ubyte");
-    let mut b = std::fs::read(&f).unwrap();
-    b[8 + 5] = 10;
-    std::fs::write(&f, b).unwrap();
-    let (ds, os) = (
-        d.to_str().unwrap().to_string(),
-        d.join("out").to_str().unwrap().to_string(),
-    );
-    fails_with(
-        &incq(&train_args(&ds, &os)),
-        &["train-labels-idx1-ubyte", "label 10"],
-    );
+    let f = "train-labels-idx1-ubyte";
+    corrupted("label", f, |b| b[8 + 5] = 10, &[f, "label 10"]);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Elementwise kernels (fill, scale, axpy, relu_fwd, add, relu_bwd) against their CPU twins on
+//! Elementwise kernels (fill, scale, axpy, bias_add, relu_fwd, add, relu_bwd) against their CPU twins on
 //! lengths 1, 7, 255, 256, 257, 1000 and 70001, plus one length past the 1-D workgroup grid limit
 //! (65535 x 256) so the 2-D grid path runs. Outputs are poisoned unless the op reads them.
 //! Tolerance: Tol::STRICT (each output is one or two f32 roundings).

@@ -1,4 +1,4 @@
-//! Reductions (reduce_sum, reduce_max_abs, reduce_mean_abs) against f64 CPU twins: whole tensors
+//! Reductions (reduce_sum, reduce_max_abs, reduce_mean_abs, reduce_outer_sum) against f64 CPU twins: whole tensors
 //! of 1, 255, 257 and 1,000,003 values, per-row (7 x 33, 1 x 1), and per-channel NCHW views
 //! (3 x 5 x 49, 1 x 16 x 1). Outputs are poisoned first.
 //! Tolerances: max|x| is exact (no rounding); sums use abs 1e-5 * (count) + rel 1e-5 scaled by

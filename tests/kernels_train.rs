@@ -55,7 +55,8 @@ fn conv2d_fwd_bwd_data_bwd_weight_match_twins() {
     conv_variant_matches_twins(ConvVariant::Direct);
 }
 
-/// conv2d_fwd_sg, conv2d_bwd_data_sg and conv2d_bwd_weight_sg (with sliced partial sums).
+/// conv2d_fwd_sg, conv2d_bwd_data_sg, conv2d_bwd_weight_sg (strides 2, 1x1) and
+/// conv2d_bwd_weight_win (stride 1, K 3 and 5), with sliced partial sums.
 #[test]
 fn conv2d_sg_kernels_match_twins() {
     let Some(g) = gpu() else { return };

@@ -125,13 +125,17 @@ const B: &[Binding] = &[
     Binding::Read,
 ];
 
-fn check(gpu: &Gpu, what: &str, buf: &wgpu::Buffer, len: usize) -> Result<()> {
-    gpu.check_binding(what, (len * 4) as u64)?;
-    if buf.size() < (len * 4) as u64 {
-        return Err(Error::Shape {
-            op: "conv2d",
-            msg: format!("{what} buffer holds {} floats, needs {len}", buf.size() / 4),
-        });
+/// Validates the shape and that every (name, buffer, floats needed) fits.
+fn check(gpu: &Gpu, s: &ConvShape, bufs: [(&str, &wgpu::Buffer, usize); 3]) -> Result<()> {
+    s.validate()?;
+    for (what, buf, len) in bufs {
+        gpu.check_binding(what, (len * 4) as u64)?;
+        if buf.size() < (len * 4) as u64 {
+            return Err(Error::Shape {
+                op: "conv2d",
+                msg: format!("{what} buffer holds {} floats, needs {len}", buf.size() / 4),
+            });
+        }
     }
     Ok(())
 }
@@ -157,10 +161,15 @@ pub fn fwd(
     w: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Op> {
-    s.validate()?;
-    check(gpu, "x", x, s.x_len())?;
-    check(gpu, "w", w, s.w_len())?;
-    check(gpu, "y", y, s.y_len())?;
+    check(
+        gpu,
+        s,
+        [
+            ("x", x, s.x_len()),
+            ("w", w, s.w_len()),
+            ("y", y, s.y_len()),
+        ],
+    )?;
     let p = s.params(false);
     if v == ConvVariant::Subgroup {
         let (spec, cb) = sg_spec("conv2d_fwd_sg", s.cout);
@@ -182,10 +191,15 @@ pub fn bwd_data(
     dx: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Op> {
-    s.validate()?;
-    check(gpu, "dy", dy, s.y_len())?;
-    check(gpu, "w", w, s.w_len())?;
-    check(gpu, "dx", dx, s.x_len())?;
+    check(
+        gpu,
+        s,
+        [
+            ("dy", dy, s.y_len()),
+            ("w", w, s.w_len()),
+            ("dx", dx, s.x_len()),
+        ],
+    )?;
     let p = s.params(accumulate);
     if v == ConvVariant::Subgroup {
         let (spec, cb) = sg_spec("conv2d_bwd_data_sg", s.cin);
@@ -250,10 +264,15 @@ pub fn bwd_weight(
     dw: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Op> {
-    s.validate()?;
-    check(gpu, "dy", dy, s.y_len())?;
-    check(gpu, "x", x, s.x_len())?;
-    check(gpu, "dw", dw, s.w_len())?;
+    check(
+        gpu,
+        s,
+        [
+            ("dy", dy, s.y_len()),
+            ("x", x, s.x_len()),
+            ("dw", dw, s.w_len()),
+        ],
+    )?;
     let mut p = s.params(accumulate);
     if v == ConvVariant::Subgroup && s.stride == 1 && (s.k == 3 || s.k == 5) {
         // Sliding-window kernel: one 8-lane workgroup per 8 (ci, kh) rows and 8 output channels.
