@@ -39,26 +39,40 @@ fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     farg[i] = arg;
 }
 
-// maxpool2_bwd: out dx; in dy, arg. One invocation per input element.
+// maxpool2_bwd: out dx; in dy, arg. One invocation per output: it writes the whole 2x2 window
+// (dy at the argmax, 0 elsewhere), so each dy and arg is loaded once. An odd last row or column
+// that no window covers gets 0 from the invocation of the window to its left or above.
 @group(0) @binding(1) var<storage, read_write> bdx: array<f32>;
 @group(0) @binding(2) var<storage, read> bdy: array<f32>;
 @group(0) @binding(3) var<storage, read> barg: array<u32>;
 
 @compute @workgroup_size(WG)
 fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.n * p.c * p.h * p.w) { return; }
-    let iw = i % p.w;
-    let ih = (i / p.w) % p.h;
-    let nc = i / (p.w * p.h);
-    let oh = ih / 2u;
-    let ow = iw / 2u;
-    var g = 0.0;
-    if (oh < p.oh && ow < p.ow) {
-        let o = (nc * p.oh + oh) * p.ow + ow;
-        if (barg[o] == (ih % 2u) * 2u + (iw % 2u)) { g = bdy[o]; }
+    let o = flat(gid, nwg);
+    if (o >= p.n * p.c * p.oh * p.ow) { return; }
+    let ow = o % p.ow;
+    let oh = (o / p.ow) % p.oh;
+    let nc = o / (p.ow * p.oh);
+    let g = bdy[o];
+    let a = barg[o];
+    let base = (nc * p.h + 2u * oh) * p.w + 2u * ow;
+    bdx[base] = select(0.0, g, a == 0u);
+    bdx[base + 1u] = select(0.0, g, a == 1u);
+    bdx[base + p.w] = select(0.0, g, a == 2u);
+    bdx[base + p.w + 1u] = select(0.0, g, a == 3u);
+    // Uncovered odd edges: the last window of a row clears the column to its right, the last
+    // row of windows clears the row below.
+    if (ow + 1u == p.ow && p.w % 2u == 1u) {
+        bdx[base + 2u] = 0.0;
+        bdx[base + p.w + 2u] = 0.0;
     }
-    bdx[i] = g;
+    if (oh + 1u == p.oh && p.h % 2u == 1u) {
+        bdx[base + 2u * p.w] = 0.0;
+        bdx[base + 2u * p.w + 1u] = 0.0;
+        if (ow + 1u == p.ow && p.w % 2u == 1u) {
+            bdx[base + 2u * p.w + 2u] = 0.0;
+        }
+    }
 }
 
 // gap_fwd: y[n, c] = mean over H*W of x[n, c]

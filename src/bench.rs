@@ -276,13 +276,15 @@ impl WorkloadFigure {
 /// `incq bench train --workload W1|W2`: train and inference images/s of WORKLOADS.md's W1
 /// (LeNet-BN, train batch 64) or W2 (ResNet-20, train batch 128), inference batch 256, one fixed
 /// N(0, 1) batch resident on the device, SGD lr 0.01 momentum 0.9. Each run times `steps` steps
-/// submitted back to back and ends with a device sync (a metrics read).
+/// submitted back to back and ends with a device sync (a metrics read). `metrics` picks
+/// train_img_s and/or infer_img_s.
 pub fn workload(
     gpu: &Gpu,
     opts: &BenchOpts,
     name: &str,
     runs: usize,
     steps: Option<usize>,
+    metrics: &[&str],
 ) -> Result<Vec<WorkloadFigure>> {
     use crate::graph::model::{lenet_bn, resnet20};
     use crate::graph::plan::{Net, OptimConfig, Plan};
@@ -321,6 +323,9 @@ pub fn workload(
         ("train_img_s", train_batch, true),
         ("infer_img_s", 256, false),
     ] {
+        if !metrics.contains(&metric) {
+            continue;
+        }
         let plan = Plan::new(gpu, &net, batch, train.then_some(opt))?;
         let x: Vec<f32> = (0..batch * c * h * w).map(|_| normal()).collect();
         let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 7 + 3) % 10).collect();

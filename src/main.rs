@@ -221,6 +221,19 @@ enum BenchCmd {
         #[command(flatten)]
         common: CommonBench,
     },
+    /// Inference images/s (batch 256, BN in eval mode) of workload W1 or W2.
+    Infer {
+        #[command(flatten)]
+        common: CommonBench,
+        /// W1 or W2.
+        #[arg(long, default_value = "W1")]
+        workload: String,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Steps per timed run.
+        #[arg(long)]
+        steps: Option<usize>,
+    },
     /// conv2d forward W3a and W3b (WORKLOADS.md), GFLOP/s and % of the same run's FMA peak.
     Conv {
         #[command(flatten)]
@@ -440,7 +453,29 @@ fn run(cli: Cli) -> Result<()> {
                     runs,
                     steps,
                 } => {
-                    for f in bench::workload(&gpu, &opts(&common), &workload, runs, steps)? {
+                    let m = ["train_img_s", "infer_img_s"];
+                    for f in bench::workload(&gpu, &opts(&common), &workload, runs, steps, &m)? {
+                        if common.json {
+                            println!("{}", serde_json::to_string(&f).unwrap_or_default());
+                        } else {
+                            println!("{}", f.line());
+                        }
+                    }
+                }
+                BenchCmd::Infer {
+                    common,
+                    workload,
+                    runs,
+                    steps,
+                } => {
+                    for f in bench::workload(
+                        &gpu,
+                        &opts(&common),
+                        &workload,
+                        runs,
+                        steps,
+                        &["infer_img_s"],
+                    )? {
                         if common.json {
                             println!("{}", serde_json::to_string(&f).unwrap_or_default());
                         } else {
