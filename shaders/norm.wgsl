@@ -4,7 +4,8 @@
 //  - bn_stats (train): one workgroup per channel: mean, biased var -> stats[c] = (mean, invstd);
 //    running_mean/var <- (1 - momentum) * running + momentum * (mean, unbiased var).
 //  - bn_eval_stats: stats[c] = (running_mean, 1 / sqrt(running_var + eps)).
-//  - bn_apply: y = (x - mean) * invstd * gamma + beta, then max(y, 0) when relu = 1.
+//  - bn_apply: y = (x - mean) * invstd * gamma + beta, then max(y, 0) when relu = 1 (computed as
+//    x * scale + shift with scale = invstd * gamma, shift = beta - mean * scale).
 //  - bn_bwd_reduce: one workgroup per channel: g = dy * (y > 0 when relu), xhat = (x - mean)
 //    * invstd; dgamma = sum g * xhat, dbeta = sum g.
 //  - bn_bwd_dx: dx = gamma * invstd * (g - dbeta / M - xhat * dgamma / M), M = N*H*W.
@@ -92,15 +93,22 @@ fn bn_eval_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 override WG: u32 = 256;
 
+// One invocation per (n, c) row, so the channel's statistics and affine parameters are loaded
+// once per row rather than once per element (loads are what cost on CPU-backed devices).
 @compute @workgroup_size(WG)
 fn bn_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
+    let row = gid.x + gid.y * nwg.x * WG;
+    if (row >= p.n * p.c) { return; }
+    let c = row % p.c;
     let st = astats[c];
-    var y = fma((ax[i] - st.x) * st.y, gamma[c], beta[c]);
-    if (p.relu != 0u) { y = max(y, 0.0); }
-    ay[i] = y;
+    let sc = st.y * gamma[c];
+    let sh = beta[c] - st.x * sc;
+    let base = row * p.hw;
+    for (var j = 0u; j < p.hw; j++) {
+        var y = fma(ax[base + j], sc, sh);
+        if (p.relu != 0u) { y = max(y, 0.0); }
+        ay[base + j] = y;
+    }
 }
 
 // bn_bwd_reduce
@@ -148,15 +156,23 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
 @group(0) @binding(7) var<storage, read> dx_dgamma: array<f32>;
 @group(0) @binding(8) var<storage, read> dx_dbeta: array<f32>;
 
+// One invocation per (n, c) row, as bn_apply.
 @compute @workgroup_size(WG)
 fn bn_bwd_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
+    let row = gid.x + gid.y * nwg.x * WG;
+    if (row >= p.n * p.c) { return; }
+    let c = row % p.c;
     let st = dx_stats[c];
     let m = f32(p.n * p.hw);
-    var g = dx_dy[i];
-    if (p.relu != 0u && dx_y[i] <= 0.0) { g = 0.0; }
-    let xhat = (dx_x[i] - st.x) * st.y;
-    ddx[i] = dx_gamma[c] * st.y * (g - dx_dbeta[c] / m - xhat * dx_dgamma[c] / m);
+    let k = dx_gamma[c] * st.y;
+    let mb = dx_dbeta[c] / m;
+    let mg = dx_dgamma[c] / m;
+    let base = row * p.hw;
+    for (var j = 0u; j < p.hw; j++) {
+        let i = base + j;
+        var g = dx_dy[i];
+        if (p.relu != 0u && dx_y[i] <= 0.0) { g = 0.0; }
+        let xhat = (dx_x[i] - st.x) * st.y;
+        ddx[i] = k * (g - mb - xhat * mg);
+    }
 }

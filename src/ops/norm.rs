@@ -59,7 +59,7 @@ impl BnShape {
     }
 }
 
-const WG: u32 = 256;
+const WG: u32 = 64;
 
 /// Training statistics: `stats` (2C) <- (mean, invstd); `running` (2C: means then vars) updated.
 pub fn stats(
@@ -141,7 +141,7 @@ pub fn apply(
         &spec,
         &s.params(),
         &[y, x, stats, gamma, beta],
-        grid_for(gpu, s.len(), WG),
+        grid_for(gpu, s.n * s.c, WG),
     )
 }
 
@@ -202,7 +202,7 @@ pub fn backward(gpu: &Gpu, s: &BnShape, b: &BnBwd<'_>) -> Result<[Dispatch; 2]> 
         &dx,
         &s.params(),
         &[b.dx, b.x, b.dy, b.y, b.stats, b.gamma, b.dgamma, b.dbeta],
-        grid_for(gpu, s.len(), WG),
+        grid_for(gpu, s.n * s.c, WG),
     )?;
     Ok([d1, d2])
 }
