@@ -310,6 +310,7 @@ pub fn workload(
         momentum: 0.9,
         weight_decay: 0.0,
         nesterov: false,
+        adam: false,
     };
     let mut seed = 99u64;
     let mut normal = || {

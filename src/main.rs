@@ -106,6 +106,9 @@ struct TrainArgs {
     weight_decay: Option<f32>,
     #[arg(long)]
     nesterov: bool,
+    /// sgd or adam.
+    #[arg(long)]
+    optimizer: Option<String>,
     #[arg(long)]
     seed: Option<u64>,
     /// Output directory (metrics.jsonl, model.safetensors, summary.json).
@@ -150,6 +153,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(seed);
     set!(out);
     set!(max_steps_per_epoch);
+    set!(optimizer);
     if a.data_dir.is_some() {
         cfg.data_dir = a.data_dir.clone();
     }

@@ -88,6 +88,7 @@ pub fn profile(gpu: &Gpu, model: &Model, batch: usize, steps: usize) -> Result<P
         momentum: 0.9,
         weight_decay: 0.0,
         nesterov: false,
+        adam: false,
     };
     let plan = Plan::new(gpu, &net, batch, Some(opt))?;
     let (c, h, w) = model.input;

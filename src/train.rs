@@ -45,6 +45,8 @@ pub struct TrainConfig {
     pub momentum: f32,
     pub weight_decay: f32,
     pub nesterov: bool,
+    /// `sgd` (momentum, weight decay, optional Nesterov) or `adam`.
+    pub optimizer: String,
     pub seed: u64,
     pub out: PathBuf,
     pub eval_batch: usize,
@@ -67,6 +69,7 @@ impl Default for TrainConfig {
             momentum: 0.9,
             weight_decay: 5e-4,
             nesterov: false,
+            optimizer: "sgd".into(),
             seed: 1,
             out: PathBuf::from("runs/latest"),
             eval_batch: 500,
@@ -220,6 +223,16 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         momentum: cfg.momentum,
         weight_decay: cfg.weight_decay,
         nesterov: cfg.nesterov,
+        adam: match cfg.optimizer.as_str() {
+            "sgd" => false,
+            "adam" => true,
+            other => {
+                return Err(Error::BadArg {
+                    flag: "--optimizer".into(),
+                    msg: format!("'{other}' is not sgd or adam"),
+                })
+            }
+        },
     };
     let mut plan = Plan::new(gpu, &net, cfg.batch, Some(opt))?;
     let eval_plan = Plan::new(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None)?;
@@ -297,7 +310,8 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         let t0 = Instant::now();
         let seed32 = (cfg.seed as u32) ^ (epoch as u32).wrapping_mul(0x9E37_79B9);
         for step in 0..steps {
-            plan.set_lr(gpu, &net, lr_at(cfg, epoch, step, steps));
+            let t = (epoch * steps + step + 1) as u32;
+            plan.set_step(gpu, &net, lr_at(cfg, epoch, step, steps), t);
             gather.set_params(
                 gpu,
                 &train_g.params(cfg.batch, step * cfg.batch, augment, seed32),

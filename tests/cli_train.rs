@@ -207,6 +207,9 @@ fn bad_flags_are_named() {
     let mut a = train_args(&ds, &os);
     a.extend(["--lr-schedule", "wobbly"]);
     fails_with(&incq(&a), &["--lr-schedule"]);
+    let mut a = train_args(&ds, &os);
+    a.extend(["--optimizer", "rmsprop"]);
+    fails_with(&incq(&a), &["--optimizer", "rmsprop"]);
     let cfg = d.join("bad.toml");
     std::fs::write(&cfg, "epochs = 2\nlearning_rate = 3\n").unwrap();
     fails_with(
@@ -398,5 +401,29 @@ fn resnet20_trains_on_cifar_format_files_and_its_loss_falls() {
     assert!(
         last < 0.7 * first,
         "loss did not fall: first steps {first}, last steps {last}"
+    );
+}
+
+#[test]
+fn adam_trains_the_toy_set() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp("adam");
+    mnist_like(&d, 200, 50);
+    let out = d.join("out");
+    let (ds, os) = (
+        d.to_str().unwrap().to_string(),
+        out.to_str().unwrap().to_string(),
+    );
+    let mut a = train_args(&ds, &os);
+    a.extend(["--optimizer", "adam", "--lr", "0.003"]);
+    let r = incq(&a);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["test_accuracy"].as_f64().unwrap() > 0.5,
+        "{summary}"
     );
 }

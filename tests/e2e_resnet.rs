@@ -66,6 +66,7 @@ fn residual_net_matches_the_cpu_reference() {
         momentum: 0.0,
         weight_decay: 0.0,
         nesterov: false,
+        adam: false,
     };
     let plan = Plan::new(g, &net, n, Some(cfg)).unwrap();
     let mut cpu = incq::reference::model::CpuNet {
@@ -119,6 +120,7 @@ fn check(model: Model) {
         momentum: 0.0,
         weight_decay: 0.0,
         nesterov: false,
+        adam: false,
     };
     let plan = Plan::new(g, &net, n, Some(cfg)).unwrap();
     let mut rng = Rng::new(1);
@@ -181,6 +183,7 @@ fn vgg_small_and_resnet20_plans_run_a_step() {
             momentum: 0.9,
             weight_decay: 5e-4,
             nesterov: false,
+            adam: false,
         };
         let plan = Plan::new(g, &net, 2, Some(cfg)).unwrap();
         let mut rng = Rng::new(8);

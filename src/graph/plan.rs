@@ -39,6 +39,8 @@ pub struct Param {
     pub w: Tensor,
     pub grad: Tensor,
     pub momentum: Tensor,
+    /// Adam's second moment (Adam uses `momentum` as its first moment).
+    pub second: Tensor,
     pub mask: Tensor,
     pub mode: WeightMode,
     /// Weight decay applies (conv and linear weights; not BN affine parameters or biases).
@@ -222,6 +224,7 @@ impl Net {
             w: Tensor::from_f32(gpu, name, &[n], init)?,
             grad: Tensor::from_f32(gpu, &format!("{name}.grad"), &[n], &vec![0.0; n])?,
             momentum: Tensor::from_f32(gpu, &format!("{name}.momentum"), &[n], &vec![0.0; n])?,
+            second: Tensor::from_f32(gpu, &format!("{name}.second"), &[n], &vec![0.0; n])?,
             mask: Tensor::from_f32(gpu, &format!("{name}.mask"), &[n], &vec![1.0; n])?,
             mode: WeightMode::Float,
             decay,
@@ -239,9 +242,12 @@ impl Net {
 #[derive(Copy, Clone, Debug)]
 pub struct OptimConfig {
     pub lr: f32,
+    /// SGD momentum (unused by Adam).
     pub momentum: f32,
     pub weight_decay: f32,
     pub nesterov: bool,
+    /// Adam (betas 0.9 and 0.999, eps 1e-8) instead of SGD.
+    pub adam: bool,
 }
 
 /// A compiled train or eval step at a fixed batch size.
@@ -462,18 +468,26 @@ impl Plan {
         let mut optd = Vec::new();
         if let Some(cfg) = opt {
             for (pi, p) in net.params.iter().enumerate() {
-                let sp = sgd_params(p, &cfg);
-                optd.push((
-                    pi,
+                let d = if cfg.adam {
+                    let bufs = optim::AdamBufs {
+                        w: &p.w.buf,
+                        m: &p.momentum.buf,
+                        v: &p.second.buf,
+                        grad: &p.grad.buf,
+                        mask: &p.mask.buf,
+                    };
+                    optim::adam(gpu, &adam_params(p, &cfg, 1), &bufs)?
+                } else {
                     optim::sgd(
                         gpu,
-                        &sp,
+                        &sgd_params(p, &cfg),
                         &p.w.buf,
                         &p.momentum.buf,
                         &p.grad.buf,
                         &p.mask.buf,
-                    )?,
-                ));
+                    )?
+                };
+                optd.push((pi, d));
             }
         }
         let mut tensors = b.tensors;
@@ -547,13 +561,18 @@ impl Plan {
         }
     }
 
-    /// Rewrites the learning rate of every optimizer dispatch.
-    pub fn set_lr(&mut self, gpu: &Gpu, net: &Net, lr: f32) {
+    /// Sets the learning rate and, for Adam, the 1-based step count of the next optimizer update.
+    pub fn set_step(&mut self, gpu: &Gpu, net: &Net, lr: f32, step: u32) {
         if let Some(cfg) = self.opt_cfg.as_mut() {
             cfg.lr = lr;
             let cfg = *cfg;
             for (pi, d) in &self.opt {
-                d.set_params(gpu, &sgd_params(&net.params[*pi], &cfg));
+                let p = &net.params[*pi];
+                if cfg.adam {
+                    d.set_params(gpu, &adam_params(p, &cfg, step.max(1)));
+                } else {
+                    d.set_params(gpu, &sgd_params(p, &cfg));
+                }
             }
         }
     }
@@ -592,6 +611,19 @@ impl Plan {
     pub fn reset_metrics(&self, gpu: &Gpu) {
         gpu.queue
             .write_buffer(&self.metrics.buf, 0, bytemuck::cast_slice(&[0.0f32; 4]));
+    }
+}
+
+fn adam_params(p: &Param, cfg: &OptimConfig, t: u32) -> optim::AdamParams {
+    optim::AdamParams {
+        n: p.len() as u32,
+        t,
+        lr: cfg.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: if p.decay { cfg.weight_decay } else { 0.0 },
+        ..Default::default()
     }
 }
 

@@ -98,9 +98,13 @@ pub fn load(gpu: &Gpu, net: &Net, path: &Path) -> Result<HashMap<String, String>
         put(name, t)?;
     }
     for p in &net.params {
-        let key = format!("optim.{}.momentum", p.name);
-        if st.names().iter().any(|n| **n == key) {
-            put(&key, &p.momentum)?;
+        for (key, t) in [
+            (format!("optim.{}.momentum", p.name), &p.momentum),
+            (format!("optim.{}.second", p.name), &p.second),
+        ] {
+            if st.names().iter().any(|n| **n == key) {
+                put(&key, t)?;
+            }
         }
     }
     Ok(meta.metadata().clone().unwrap_or_default())

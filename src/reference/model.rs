@@ -362,3 +362,38 @@ pub fn sgd_step(
         optim::sgd(&q, &mut net.params[i], &mut momentum[i], &grads[i], &mask);
     }
 }
+
+/// Applies Adam (betas 0.9 and 0.999, eps 1e-8; step `t`, 1-based) with moments `m` and `v`.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    net: &mut CpuNet,
+    grads: &[Vec<f32>],
+    m: &mut [Vec<f32>],
+    v: &mut [Vec<f32>],
+    decay: &[bool],
+    lr: f32,
+    wd: f32,
+    t: u32,
+) {
+    for i in 0..net.params.len() {
+        let p = crate::ops::optim::AdamParams {
+            n: net.params[i].len() as u32,
+            t,
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: if decay[i] { wd } else { 0.0 },
+            ..Default::default()
+        };
+        let mask = vec![1.0; net.params[i].len()];
+        optim::adam(
+            &p,
+            &mut net.params[i],
+            &mut m[i],
+            &mut v[i],
+            &grads[i],
+            &mask,
+        );
+    }
+}
