@@ -21,6 +21,8 @@ pub struct BenchOpts {
     pub wall: bool,
     /// Only rows whose name contains this.
     pub filter: Option<String>,
+    /// Use the autotuner's kernel choices (workload benches); false = device defaults.
+    pub tune: bool,
 }
 
 /// One printed row.
@@ -327,7 +329,8 @@ pub fn workload(
         if !metrics.contains(&metric) {
             continue;
         }
-        let plan = Plan::new(gpu, &net, batch, train.then_some(opt))?;
+        let tuner = crate::tune::Tuner::new(gpu, opts.tune);
+        let plan = Plan::new_tuned(gpu, &net, batch, train.then_some(opt), &tuner)?;
         let x: Vec<f32> = (0..batch * c * h * w).map(|_| normal()).collect();
         let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 7 + 3) % 10).collect();
         plan.input.write_f32(gpu, &x)?;

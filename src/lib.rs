@@ -15,6 +15,7 @@ pub mod ops;
 pub mod profiler;
 pub mod reference;
 pub mod train;
+pub mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{DeviceOptions, Gpu, Tensor};

@@ -74,6 +74,9 @@ enum Cmd {
         /// Directory holding the data set files.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Use each device's default kernel variants instead of the autotuner's.
+        #[arg(long)]
+        no_tune: bool,
     },
 }
 
@@ -123,6 +126,9 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Use each device's default kernel variants instead of the autotuner's choices.
+    #[arg(long)]
+    no_tune: bool,
 }
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
@@ -176,6 +182,9 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     if a.quiet {
         cfg.progress = false;
     }
+    if a.no_tune {
+        cfg.tune = false;
+    }
     if let Some(dir) = &a.resume {
         cfg.out = dir.clone();
     }
@@ -196,6 +205,9 @@ struct CommonBench {
     /// Only rows whose shape or variant contains this.
     #[arg(long)]
     filter: Option<String>,
+    /// Use each device's default kernel variants, not the autotuner's (train/infer workloads).
+    #[arg(long)]
+    no_tune: bool,
 }
 
 #[derive(Subcommand)]
@@ -264,6 +276,7 @@ fn opts(c: &CommonBench) -> BenchOpts {
         quick: c.quick,
         wall: c.wall,
         filter: c.filter.clone(),
+        tune: !c.no_tune,
     }
 }
 
@@ -425,6 +438,7 @@ fn run(cli: Cli) -> Result<()> {
             model,
             data,
             data_dir,
+            no_tune,
         } => {
             let meta = incq::io::checkpoint::read_metadata(&checkpoint)?;
             let cfg = TrainConfig {
@@ -435,6 +449,7 @@ fn run(cli: Cli) -> Result<()> {
                     .or_else(|| meta.get("data").cloned())
                     .unwrap_or_else(|| "mnist".into()),
                 data_dir,
+                tune: !no_tune,
                 ..TrainConfig::default()
             };
             let gpu = Gpu::open(&dev)?;

@@ -54,6 +54,8 @@ pub struct TrainConfig {
     pub progress: bool,
     /// Stop each epoch after this many steps (smoke tests); 0 = the whole epoch.
     pub max_steps_per_epoch: usize,
+    /// Choose kernel variants with the autotuner (cached per adapter); false = device defaults.
+    pub tune: bool,
 }
 
 impl Default for TrainConfig {
@@ -76,6 +78,7 @@ impl Default for TrainConfig {
             log_every: 100,
             progress: true,
             max_steps_per_epoch: 0,
+            tune: true,
         }
     }
 }
@@ -234,8 +237,9 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
             }
         },
     };
-    let mut plan = Plan::new(gpu, &net, cfg.batch, Some(opt))?;
-    let eval_plan = Plan::new(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None)?;
+    let tuner = crate::tune::Tuner::new(gpu, cfg.tune);
+    let mut plan = Plan::new_tuned(gpu, &net, cfg.batch, Some(opt), &tuner)?;
+    let eval_plan = Plan::new_tuned(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None, &tuner)?;
     let train_g = GpuDataset::upload(gpu, &train_d)?;
     let test_g = GpuDataset::upload(gpu, &test_d)?;
     let augment = train_d.kind == DataKind::Cifar10;
@@ -379,7 +383,9 @@ pub fn eval_checkpoint(gpu: &Gpu, cfg: &TrainConfig, path: &Path) -> Result<(f64
     let model = Model::by_name(&cfg.model, (test_d.c, test_d.h, test_d.w), 10)?;
     let net = Net::new(gpu, &model, 0)?;
     checkpoint::load(gpu, &net, path)?;
-    let plan = Plan::new(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None)?;
+    // The same tuner cache as training, so eval runs the same kernel variants.
+    let tuner = crate::tune::Tuner::new(gpu, cfg.tune);
+    let plan = Plan::new_tuned(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None, &tuner)?;
     let test_g = GpuDataset::upload(gpu, &test_d)?;
     evaluate(gpu, &plan, &test_g)
 }

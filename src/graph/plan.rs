@@ -271,6 +271,7 @@ pub struct Plan {
 
 struct B<'a> {
     gpu: &'a Gpu,
+    tuner: Option<&'a crate::tune::Tuner>,
     n: usize,
     variant: GemmVariant,
     conv: ConvVariant,
@@ -281,6 +282,20 @@ struct B<'a> {
 }
 
 impl B<'_> {
+    fn conv_variant(&self, s: &ConvShape) -> Result<ConvVariant> {
+        match self.tuner {
+            Some(t) => t.conv(self.gpu, s),
+            None => Ok(self.conv),
+        }
+    }
+
+    fn gemm_variant(&self, d: &GemmDesc) -> Result<GemmVariant> {
+        match self.tuner {
+            Some(t) => t.gemm(self.gpu, d),
+            None => Ok(self.variant),
+        }
+    }
+
     fn t(&mut self, len: usize, dtype: DType) -> Result<usize> {
         self.tensors
             .push(Tensor::empty(self.gpu, "activation", &[len.max(1)], dtype)?);
@@ -292,8 +307,30 @@ impl B<'_> {
 }
 
 impl Plan {
-    /// Compiles `net` for batches of `batch`. `opt` is `Some` for a training plan.
+    /// Compiles `net` for batches of `batch` with each device's default kernel variants. `opt` is
+    /// `Some` for a training plan.
     pub fn new(gpu: &Gpu, net: &Net, batch: usize, opt: Option<OptimConfig>) -> Result<Plan> {
+        Self::build(gpu, net, batch, opt, None)
+    }
+
+    /// Like [`Plan::new`], with the GEMM and conv variants of every layer chosen by `tuner`.
+    pub fn new_tuned(
+        gpu: &Gpu,
+        net: &Net,
+        batch: usize,
+        opt: Option<OptimConfig>,
+        tuner: &crate::tune::Tuner,
+    ) -> Result<Plan> {
+        Self::build(gpu, net, batch, opt, Some(tuner))
+    }
+
+    fn build(
+        gpu: &Gpu,
+        net: &Net,
+        batch: usize,
+        opt: Option<OptimConfig>,
+        tuner: Option<&crate::tune::Tuner>,
+    ) -> Result<Plan> {
         if batch == 0 {
             return Err(Error::BadArg {
                 flag: "--batch".into(),
@@ -305,6 +342,7 @@ impl Plan {
         let (c0, h0, w0) = model.input;
         let mut b = B {
             gpu,
+            tuner,
             n: batch,
             variant: GemmVariant::default_for(gpu),
             conv: ConvVariant::default_for(gpu),
@@ -662,21 +700,14 @@ fn plan_conv(
 ) -> Result<Ops> {
     let gpu = b.gpu;
     let w = &net.params[p];
-    let f = conv::fwd(gpu, b.conv, cs, b.buf(x), &w.w_eff().buf, b.buf(y))?;
+    let cv = b.conv_variant(cs)?;
+    let f = conv::fwd(gpu, cv, cs, b.buf(x), &w.w_eff().buf, b.buf(y))?;
     if !b.train {
         return Ok((f, None));
     }
-    let mut bw = conv::bwd_weight(gpu, b.conv, cs, b.buf(gy), b.buf(x), &w.grad.buf, false)?;
+    let mut bw = conv::bwd_weight(gpu, cv, cs, b.buf(gy), b.buf(x), &w.grad.buf, false)?;
     if let Some(gx) = gx {
-        let d = conv::bwd_data(
-            gpu,
-            b.conv,
-            cs,
-            b.buf(gy),
-            &w.w_eff().buf,
-            b.buf(gx),
-            acc_dx,
-        )?;
+        let d = conv::bwd_data(gpu, cv, cs, b.buf(gy), &w.w_eff().buf, b.buf(gx), acc_dx)?;
         bw.steps.extend(d.steps);
     }
     Ok((f, Some(bw)))
@@ -756,9 +787,13 @@ fn plan_linear(
     let n = b.n;
     let (w, bias) = (&net.params[wi], &net.params[bi]);
     let z = if relu { b.t(n * fout, DType::F32)? } else { y };
+    let fd = GemmDesc {
+        trans_b: true,
+        ..GemmDesc::new(n, fout, fin)
+    };
     let mut f = gemm(
         gpu,
-        b.variant,
+        b.gemm_variant(&fd)?,
         &GemmDesc {
             trans_b: true,
             ..GemmDesc::new(n, fout, fin)
@@ -797,9 +832,13 @@ fn plan_linear(
                 &[&b.tensors[z], &b.tensors[gy]],
             )?);
         }
+        let wd = GemmDesc {
+            trans_a: true,
+            ..GemmDesc::new(fout, fin, n)
+        };
         let dw = gemm(
             gpu,
-            b.variant,
+            b.gemm_variant(&wd)?,
             &GemmDesc {
                 trans_a: true,
                 ..GemmDesc::new(fout, fin, n)
@@ -818,10 +857,11 @@ fn plan_linear(
             &bias.grad,
         )?);
         if let Some(gx) = gx {
+            let xd = GemmDesc::new(n, fin, fout);
             let dx = gemm(
                 gpu,
-                b.variant,
-                &GemmDesc::new(n, fin, fout),
+                b.gemm_variant(&xd)?,
+                &xd,
                 b.buf(gz),
                 &w.w_eff().buf,
                 b.buf(gx),

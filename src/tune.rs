@@ -1,0 +1,197 @@
+//! The autotuner: picks the GEMM variant and the conv variant per shape bucket by timing every
+//! candidate the device can run (each GEMM candidate first passes the CPU-twin check), and caches
+//! the choice on disk, per adapter and driver, in the user's cache directory
+//! (`$XDG_CACHE_HOME/incq` or `~/.cache/incq`). Training uses it unless `--no-tune` (then every
+//! layer gets the device's default variant).
+//!
+//! Buckets round each dimension up to a power of two, so one measurement serves nearby shapes.
+//! Conv candidates are timed at batch min(N, 8) (forward + backward-data + backward-weight) to keep
+//! tuning short; the ranking of the variants does not depend on the batch.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::gpu::device::Gpu;
+use crate::gpu::profile::time_pass;
+use crate::gpu::tensor::Tensor;
+use crate::ops::conv::{self, ConvShape, ConvVariant};
+use crate::ops::gemm::{gemm, GemmDesc, GemmVariant};
+
+/// Tuning choices, loaded from and saved to the cache file.
+pub struct Tuner {
+    enabled: bool,
+    path: Option<PathBuf>,
+    map: Mutex<BTreeMap<String, String>>,
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn bucket(x: usize) -> usize {
+    x.max(1).next_power_of_two()
+}
+
+impl Tuner {
+    /// The cache file for this adapter and driver, if a cache directory exists.
+    pub fn cache_path(gpu: &Gpu) -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        let i = &gpu.info;
+        let id = format!("{}|{:?}|{}|{}", i.name, i.backend, i.driver, i.driver_info);
+        Some(
+            base.join("incq")
+                .join(format!("tune-{:016x}.json", fnv(&id))),
+        )
+    }
+
+    /// A tuner that measures (`enabled`) or always returns the device defaults.
+    pub fn new(gpu: &Gpu, enabled: bool) -> Tuner {
+        let path = if enabled { Self::cache_path(gpu) } else { None };
+        let map = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Tuner {
+            enabled,
+            path,
+            map: Mutex::new(map),
+        }
+    }
+
+    /// The cached choices (key -> variant name).
+    pub fn entries(&self) -> BTreeMap<String, String> {
+        self.map.lock().unwrap().clone()
+    }
+
+    fn save(&self) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let json = serde_json::to_vec_pretty(&*self.map.lock().unwrap()).unwrap_or_default();
+        crate::io::checkpoint::write_atomic(path, &json)
+    }
+
+    /// The GEMM variant for `d`.
+    pub fn gemm(&self, gpu: &Gpu, d: &GemmDesc) -> Result<GemmVariant> {
+        let cands = GemmVariant::candidates(gpu);
+        if !self.enabled {
+            return Ok(GemmVariant::default_for(gpu));
+        }
+        let key = format!(
+            "gemm {}x{}x{} ta{} tb{}",
+            bucket(d.m),
+            bucket(d.n),
+            bucket(d.k),
+            d.trans_a as u8,
+            d.trans_b as u8
+        );
+        if let Some(v) = self
+            .map
+            .lock()
+            .unwrap()
+            .get(&key)
+            .and_then(|n| cands.iter().find(|c| c.name() == *n))
+        {
+            return Ok(*v);
+        }
+        let shape = GemmDesc {
+            batch: 1,
+            alpha: 1.0,
+            beta: 0.0,
+            ..*d
+        };
+        let ones = |n: usize| Tensor::from_f32(gpu, "tune", &[n], &vec![0.5; n]);
+        let (a, b, c) = (
+            ones(shape.m * shape.k)?,
+            ones(shape.k * shape.n)?,
+            ones(shape.m * shape.n)?,
+        );
+        let mut best: Option<(f64, GemmVariant)> = None;
+        for v in cands {
+            if crate::bench::check_gemm_variant(gpu, v).is_err() {
+                continue;
+            }
+            let op = gemm(gpu, v, &shape, &a.buf, &b.buf, &c.buf)?;
+            let t = time_pass(gpu, "tune gemm", 1, 3, false, &|p| op.encode(p))?.median();
+            if best.is_none_or(|(bt, _)| t < bt) {
+                best = Some((t, v));
+            }
+        }
+        let v = best
+            .map(|b| b.1)
+            .unwrap_or_else(|| GemmVariant::default_for(gpu));
+        self.map.lock().unwrap().insert(key, v.name());
+        self.save()?;
+        Ok(v)
+    }
+
+    /// The conv variant for `s`.
+    pub fn conv(&self, gpu: &Gpu, s: &ConvShape) -> Result<ConvVariant> {
+        let default = ConvVariant::default_for(gpu);
+        if !self.enabled || default == ConvVariant::Direct {
+            return Ok(default);
+        }
+        let (oh, ow) = s.out_hw();
+        let key = format!(
+            "conv {}x{}x{} ->{} {}x{} k{} s{} p{}",
+            s.cin,
+            bucket(s.h),
+            bucket(s.w),
+            s.cout,
+            bucket(oh),
+            bucket(ow),
+            s.k,
+            s.stride,
+            s.pad
+        );
+        let parse = |n: &str| match n {
+            "Direct" => Some(ConvVariant::Direct),
+            "Subgroup" => Some(ConvVariant::Subgroup),
+            _ => None,
+        };
+        if let Some(v) = self.map.lock().unwrap().get(&key).and_then(|n| parse(n)) {
+            return Ok(v);
+        }
+        let t = ConvShape {
+            n: s.n.min(8),
+            ..*s
+        };
+        let ones = |n: usize| Tensor::from_f32(gpu, "tune", &[n], &vec![0.5; n]);
+        let (x, w, y, dx, dw) = (
+            ones(t.x_len())?,
+            ones(t.w_len())?,
+            ones(t.y_len())?,
+            ones(t.x_len())?,
+            ones(t.w_len())?,
+        );
+        let mut best: Option<(f64, ConvVariant)> = None;
+        for v in [ConvVariant::Subgroup, ConvVariant::Direct] {
+            let ops = [
+                conv::fwd(gpu, v, &t, &x.buf, &w.buf, &y.buf)?,
+                conv::bwd_data(gpu, v, &t, &y.buf, &w.buf, &dx.buf, false)?,
+                conv::bwd_weight(gpu, v, &t, &y.buf, &x.buf, &dw.buf, false)?,
+            ];
+            let tm = time_pass(gpu, "tune conv", 1, 3, false, &|p| {
+                ops.iter().for_each(|o| o.encode(p))
+            })?
+            .median();
+            if best.is_none_or(|(bt, _)| tm < bt) {
+                best = Some((tm, v));
+            }
+        }
+        let v = best.map(|b| b.1).unwrap_or(default);
+        self.map.lock().unwrap().insert(key, format!("{v:?}"));
+        self.save()?;
+        Ok(v)
+    }
+}
