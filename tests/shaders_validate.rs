@@ -133,6 +133,7 @@ fn params_structs_match_their_wgsl_mirrors() {
     check_layout::<incq::ops::optim::SgdParams>();
     check_layout::<incq::ops::optim::AdamParams>();
     check_layout::<incq::ops::data::GatherParams>();
+    check_layout::<incq::ops::quant::QuantParams>();
 }
 
 #[test]

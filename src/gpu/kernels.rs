@@ -28,6 +28,7 @@ pub enum ShaderId {
     Loss,
     Optim,
     Data,
+    Quant,
 }
 
 impl ShaderId {
@@ -46,6 +47,7 @@ impl ShaderId {
         ShaderId::Loss,
         ShaderId::Optim,
         ShaderId::Data,
+        ShaderId::Quant,
     ];
 
     /// The file's stem in `shaders/`.
@@ -64,6 +66,7 @@ impl ShaderId {
             ShaderId::Loss => "loss",
             ShaderId::Optim => "optim",
             ShaderId::Data => "data",
+            ShaderId::Quant => "quant",
         }
     }
 
@@ -83,6 +86,7 @@ impl ShaderId {
             ShaderId::Loss => include_str!("../../shaders/loss.wgsl"),
             ShaderId::Optim => include_str!("../../shaders/optim.wgsl"),
             ShaderId::Data => include_str!("../../shaders/data.wgsl"),
+            ShaderId::Quant => include_str!("../../shaders/quant.wgsl"),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod loss;
 pub mod norm;
 pub mod optim;
 pub mod pool;
+pub mod quant;
 pub mod reduce;
 
 use std::sync::Arc;

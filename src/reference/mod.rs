@@ -13,4 +13,5 @@ pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod pool;
+pub mod quant;
 pub mod reduce;

@@ -1,0 +1,50 @@
+//! CPU twins of shaders/quant.wgsl, written independently of the kernels: n1 from
+//! floor(log2(4s/3)) in f64, and rounding by an explicit nearest search over the set, as the
+//! official INQ code does.
+
+/// (n1, n2) of the b-bit power-of-two set for s = max|W|; (-127, -127) when s is 0 or not finite.
+pub fn pow2_exponents(s: f32, bits: u32) -> (i32, i32) {
+    if !(s > 0.0 && s.is_finite()) {
+        return (-127, -127);
+    }
+    let n1 = (4.0 * f64::from(s) / 3.0).log2().floor() as i32;
+    (n1, n1 + 1 - (1 << (bits - 2)))
+}
+
+/// The non-negative elements of the set, ascending: 0, 2^n2, ..., 2^n1.
+pub fn pow2_levels(n1: i32, n2: i32) -> Vec<f64> {
+    let mut v = vec![0.0];
+    v.extend((n2..=n1).map(|k| 2f64.powi(k)));
+    v
+}
+
+/// The nearest element of {±2^n1 .. ±2^n2, 0}; a tie between neighbours goes to the larger
+/// magnitude ((α+β)/2 ≤ |w| gives β); zero is +0; NaN stays NaN; ±inf gives ±2^n1.
+pub fn pow2_round(w: f32, n1: i32, n2: i32) -> f32 {
+    if w.is_nan() {
+        return w;
+    }
+    if n1 == -127 {
+        return 0.0;
+    }
+    let a = f64::from(w.abs());
+    let levels = pow2_levels(n1, n2);
+    let mut q = 0.0;
+    for j in 1..levels.len() {
+        if a >= 0.5 * (levels[j - 1] + levels[j]) {
+            q = levels[j];
+        }
+    }
+    if q == 0.0 {
+        return 0.0; // +0: the set's zero carries no sign
+    }
+    (if w > 0.0 { q } else { -q }) as f32
+}
+
+/// pow2_quantize: Q(w) where mask == 0, w elsewhere.
+pub fn pow2_quantize(w: &[f32], mask: &[f32], n1: i32, n2: i32) -> Vec<f32> {
+    w.iter()
+        .zip(mask)
+        .map(|(&x, &m)| if m == 0.0 { pow2_round(x, n1, n2) } else { x })
+        .collect()
+}

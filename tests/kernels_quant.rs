@@ -1,0 +1,176 @@
+//! INQ's power-of-two quantizer (pow2_exponents, pow2_quantize) against its CPU twin, compared
+//! exactly (bits of every output, exponents as integers), for every bit width from 2 to 8:
+//! random weights through the real pipeline (reduce_max_abs -> pow2_exponents -> pow2_quantize),
+//! and edge cases: 0, ±max, the ties 1.5 * 2^k, the zero boundary 2^(n2-1) and the float below
+//! it, NaN and ±inf. Outputs are poisoned first; unfrozen weights must come back bit for bit.
+
+mod common;
+use common::{gpu, Rng, POISON};
+use incq::gpu::{DType, Tensor};
+use incq::ops::quant::{pow2_exponents, pow2_quantize};
+use incq::ops::reduce::{reduce, ReduceOp, ReduceShape};
+use incq::reference::quant as twin;
+
+fn exps_on_gpu(g: &incq::Gpu, bits: u32, s: f32) -> (i32, i32) {
+    let ts = Tensor::from_f32(g, "s", &[1], &[s]).unwrap();
+    let te = Tensor::empty(g, "exps", &[2], DType::U32).unwrap();
+    te.poison(g, POISON);
+    pow2_exponents(g, bits, &ts, &te).unwrap().run(g);
+    let e = te.to_u32(g).unwrap();
+    (e[0] as i32, e[1] as i32)
+}
+
+#[test]
+fn pow2_exponents_match_twin_exactly() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(1);
+    let mut cases = vec![
+        0.0f32,
+        f32::INFINITY,
+        f32::NAN,
+        1.0,
+        0.75,
+        3.0,
+        1e-30,
+        3.0e38,
+    ];
+    for k in -20..10 {
+        let t = 1.5 * 2f32.powi(k);
+        cases.extend([
+            t,
+            f32::from_bits(t.to_bits() - 1),
+            f32::from_bits(t.to_bits() + 1),
+            2f32.powi(k),
+        ]);
+    }
+    cases.extend((0..40).map(|_| rng.uniform(1e-4, 4.0)));
+    for bits in 2..=8 {
+        for &s in &cases {
+            assert_eq!(
+                exps_on_gpu(g, bits, s),
+                twin::pow2_exponents(s, bits),
+                "s = {s:e} ({:#x}), {bits} bits",
+                s.to_bits()
+            );
+        }
+    }
+}
+
+#[test]
+fn pow2_exponents_rejects_unsupported_bit_widths() {
+    let Some(g) = gpu() else { return };
+    let t = Tensor::from_f32(g, "s", &[1], &[1.0]).unwrap();
+    for bits in [0, 1, 9] {
+        let e = pow2_exponents(g, bits, &t, &t)
+            .err()
+            .expect("unsupported width")
+            .to_string();
+        assert!(e.contains("--bits") && e.contains(&bits.to_string()), "{e}");
+    }
+}
+
+#[test]
+fn pow2_quantize_matches_twin_exactly_through_the_gpu_pipeline() {
+    let Some(g) = gpu() else { return };
+    for bits in 2..=8u32 {
+        let mut rng = Rng::new(u64::from(bits));
+        let n = 7001;
+        let w: Vec<f32> = (0..n).map(|_| rng.normal() * 0.05).collect();
+        let mask: Vec<f32> = (0..n).map(|i| if i % 3 == 1 { 1.0 } else { 0.0 }).collect();
+        let (tw, tm) = (
+            Tensor::from_f32(g, "w", &[n], &w).unwrap(),
+            Tensor::from_f32(g, "m", &[n], &mask).unwrap(),
+        );
+        let smax = Tensor::empty(g, "smax", &[1], DType::F32).unwrap();
+        let exps = Tensor::empty(g, "exps", &[2], DType::U32).unwrap();
+        let out = Tensor::empty(g, "out", &[n], DType::F32).unwrap();
+        out.poison(g, POISON);
+        let ops = [
+            reduce(g, ReduceOp::MaxAbs, ReduceShape::whole(n), &tw, &smax).unwrap(),
+            pow2_exponents(g, bits, &smax, &exps).unwrap(),
+            pow2_quantize(g, bits, &tw, &tm, &exps, &out).unwrap(),
+        ];
+        g.run_pass("inq quantize", |p| ops.iter().for_each(|d| d.encode(p)));
+        let s = w.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+        assert_eq!(smax.to_f32(g).unwrap()[0].to_bits(), s.to_bits(), "max|w|");
+        let (n1, n2) = twin::pow2_exponents(s, bits);
+        let want = twin::pow2_quantize(&w, &mask, n1, n2);
+        let got = out.to_f32(g).unwrap();
+        common::assert_exact_f32(&format!("pow2_quantize {bits} bits"), &got, &want);
+        // Every frozen weight is in the set; the others are untouched.
+        let levels = twin::pow2_levels(n1, n2);
+        for i in 0..n {
+            if mask[i] == 0.0 {
+                assert!(
+                    levels.contains(&f64::from(got[i].abs())),
+                    "{bits} bits: {} not in P",
+                    got[i]
+                );
+            } else {
+                assert_eq!(got[i].to_bits(), w[i].to_bits());
+            }
+        }
+        let distinct: std::collections::BTreeSet<u32> = (0..n)
+            .filter(|&i| mask[i] == 0.0)
+            .map(|i| got[i].to_bits())
+            .collect();
+        assert!(
+            distinct.len() <= (1 << (bits - 1)) + 1,
+            "{bits} bits: {} distinct values",
+            distinct.len()
+        );
+    }
+}
+
+#[test]
+fn pow2_quantize_edge_cases_match_twin_exactly() {
+    let Some(g) = gpu() else { return };
+    for bits in 2..=8u32 {
+        let s = 0.8f32;
+        let (n1, n2) = twin::pow2_exponents(s, bits);
+        let mut w = vec![
+            0.0f32,
+            -0.0,
+            s,
+            -s,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
+        for k in n2..=n1 {
+            let t = 1.5 * 2f32.powi(k);
+            w.extend([t, -t, f32::from_bits(t.to_bits() - 1), 2f32.powi(k)]);
+        }
+        let zb = 2f32.powi(n2 - 1);
+        w.extend([zb, -zb, f32::from_bits(zb.to_bits() - 1), 2f32.powi(n2 - 3)]);
+        let n = w.len();
+        let mask = vec![0.0f32; n];
+        let tw = Tensor::from_f32(g, "w", &[n], &w).unwrap();
+        let tm = Tensor::from_f32(g, "m", &[n], &mask).unwrap();
+        let ts = Tensor::from_f32(g, "s", &[1], &[s]).unwrap();
+        let exps = Tensor::empty(g, "exps", &[2], DType::U32).unwrap();
+        let out = Tensor::empty(g, "out", &[n], DType::F32).unwrap();
+        out.poison(g, POISON);
+        pow2_exponents(g, bits, &ts, &exps).unwrap().run(g);
+        pow2_quantize(g, bits, &tw, &tm, &exps, &out)
+            .unwrap()
+            .run(g);
+        let got = out.to_f32(g).unwrap();
+        let want = twin::pow2_quantize(&w, &mask, n1, n2);
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            let same = a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+            assert!(same, "{bits} bits, input {:e}: GPU {a:e}, CPU {b:e}", w[i]);
+        }
+        // The ties round up, the zero boundary rounds to 2^n2, the float below it to 0.
+        assert_eq!(
+            twin::pow2_round(1.5 * 2f32.powi(n1 - 1), n1, n2),
+            2f32.powi(n1)
+        );
+        assert_eq!(twin::pow2_round(zb, n1, n2), 2f32.powi(n2));
+        assert_eq!(
+            twin::pow2_round(f32::from_bits(zb.to_bits() - 1), n1, n2),
+            0.0
+        );
+        assert_eq!(twin::pow2_round(f32::INFINITY, n1, n2), 2f32.powi(n1));
+    }
+}
