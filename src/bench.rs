@@ -586,7 +586,7 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
     let shape = format!("{}x6x28x28", n);
     let fwd = crate::ops::Op {
         steps: vec![
-            norm::stats(gpu, &bs, &x.buf, &st.buf, &run.buf)?,
+            norm::stats(gpu, &bs, true, &x.buf, &st.buf, &run.buf)?,
             norm::apply(gpu, &bs, &x.buf, &st.buf, &g.buf, &b.buf, &y.buf)?,
         ],
         textures: vec![],

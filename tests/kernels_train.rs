@@ -226,7 +226,7 @@ fn batch_norm_kernels_match_twins() {
             up(g, &dy),
         );
         let (tst, ty) = (out(g, 2 * s.c), out(g, s.len()));
-        norm::stats(g, &s, &tx.buf, &tst.buf, &tr.buf)
+        norm::stats(g, &s, true, &tx.buf, &tst.buf, &tr.buf)
             .unwrap()
             .run(g);
         norm::apply(g, &s, &tx.buf, &tst.buf, &tg.buf, &tb.buf, &ty.buf)
@@ -304,7 +304,7 @@ fn bn_eval_stats_matches_twin() {
     let mut rng = Rng::new(3);
     let running = [rng.vec(s.c, -1.0, 1.0), rng.vec(s.c, 0.0, 3.0)].concat();
     let (tr, tx, tst) = (up(g, &running), up(g, &[0.0; 420]), out(g, 2 * s.c));
-    norm::eval_stats(g, &s, &tx.buf, &tst.buf, &tr.buf)
+    norm::stats(g, &s, false, &tx.buf, &tst.buf, &tr.buf)
         .unwrap()
         .run(g);
     assert_close(

@@ -23,7 +23,8 @@ impl DType {
     }
 }
 
-/// A buffer with its shape and dtype.
+/// A buffer with its shape and dtype. Cloning shares the buffer (wgpu handles are counted).
+#[derive(Clone)]
 pub struct Tensor {
     pub buf: wgpu::Buffer,
     pub shape: Vec<usize>,

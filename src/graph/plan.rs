@@ -257,6 +257,7 @@ pub struct Plan {
     pub input: Tensor,
     pub labels: Tensor,
     pub logits: usize,
+    pub classes: usize,
     pub metrics: Tensor,
     tensors: Vec<Tensor>,
     fwd: Vec<Op>,
@@ -528,22 +529,17 @@ impl Plan {
                 optd.push((pi, d));
             }
         }
-        let mut tensors = b.tensors;
-        // Move the input and label tensors out (they are written by the gather kernel).
-        let input_t = std::mem::replace(
-            &mut tensors[input],
-            Tensor::empty(gpu, "moved", &[1], DType::F32)?,
-        );
-        let labels_t = std::mem::replace(
-            &mut tensors[labels],
-            Tensor::empty(gpu, "moved", &[1], DType::U32)?,
-        );
+        let tensors = b.tensors;
+        // The gather kernel writes these; the plan's dispatches hold the same buffers.
+        let input_t = tensors[input].clone();
+        let labels_t = tensors[labels].clone();
         Ok(Plan {
             batch,
             train: opt.is_some(),
             input: input_t,
             labels: labels_t,
             logits,
+            classes: model.classes,
             metrics: metrics_t,
             tensors,
             fwd: b.fwd,
@@ -619,18 +615,12 @@ impl Plan {
     pub fn set_valid(&self, gpu: &Gpu, n: usize) {
         let p = crate::ops::loss::LossParams {
             n: n as u32,
-            classes: 0,
+            classes: self.classes as u32,
             ..Default::default()
         };
-        // softmax_ce needs the class count; metrics only n.
-        let mut p0 = p;
-        p0.classes = self.loss_classes();
-        self.loss[0].set_params(gpu, &p0);
-        self.loss[1].set_params(gpu, &p);
-    }
-
-    fn loss_classes(&self) -> u32 {
-        (self.tensors[self.logits].len() / self.batch) as u32
+        for d in &self.loss {
+            d.set_params(gpu, &p);
+        }
     }
 
     /// The logits tensor (batch x classes).
@@ -728,11 +718,7 @@ fn plan_bn(
     let stats = b.t(2 * bs.c, DType::F32)?;
     let running = &net.buffers[bi.running].1.buf;
     let (gamma, beta) = (&net.params[bi.gamma], &net.params[bi.beta]);
-    let st = if b.train {
-        norm::stats(gpu, bs, b.buf(x), b.buf(stats), running)?
-    } else {
-        norm::eval_stats(gpu, bs, b.buf(x), b.buf(stats), running)?
-    };
+    let st = norm::stats(gpu, bs, b.train, b.buf(x), b.buf(stats), running)?;
     let ap = norm::apply(
         gpu,
         bs,

@@ -152,6 +152,36 @@ fn sg_spec(entry: &'static str, channels: usize) -> (KernelSpec, u32) {
     (spec.with("WGS", f64::from(sg_wgs())), cb)
 }
 
+/// One output element per invocation (Direct) or `cb` channels per invocation (Subgroup):
+/// `out_channels` x `positions` outputs, buffers bound as [out, in, w].
+fn launch(
+    gpu: &Gpu,
+    v: ConvVariant,
+    p: &ConvParams,
+    (entry_direct, entry_sg): (&'static str, &'static str),
+    (out_channels, positions): (usize, usize),
+    bufs: [&wgpu::Buffer; 3],
+) -> Result<Op> {
+    if v == ConvVariant::Subgroup {
+        let (spec, cb) = sg_spec(entry_sg, out_channels);
+        let groups = [
+            (positions as u32).div_ceil(sg_wgs()),
+            (out_channels as u32).div_ceil(cb),
+            1,
+        ];
+        return Ok(Dispatch::new(gpu, &spec, p, &bufs, groups)?.into());
+    }
+    let spec = KernelSpec::new(ShaderId::Conv, entry_direct, B).with("WG", f64::from(WG));
+    Ok(Dispatch::new(
+        gpu,
+        &spec,
+        p,
+        &bufs,
+        grid_for(gpu, out_channels * positions, WG),
+    )?
+    .into())
+}
+
 /// y = conv(x, w).
 pub fn fwd(
     gpu: &Gpu,
@@ -170,15 +200,15 @@ pub fn fwd(
             ("y", y, s.y_len()),
         ],
     )?;
-    let p = s.params(false);
-    if v == ConvVariant::Subgroup {
-        let (spec, cb) = sg_spec("conv2d_fwd_sg", s.cout);
-        let pos = (s.y_len() / s.cout) as u32;
-        let groups = [pos.div_ceil(sg_wgs()), (s.cout as u32).div_ceil(cb), 1];
-        return Ok(Dispatch::new(gpu, &spec, &p, &[y, x, w], groups)?.into());
-    }
-    let spec = KernelSpec::new(ShaderId::Conv, "conv2d_fwd", B).with("WG", f64::from(WG));
-    Ok(Dispatch::new(gpu, &spec, &p, &[y, x, w], grid_for(gpu, s.y_len(), WG))?.into())
+    let entries = ("conv2d_fwd", "conv2d_fwd_sg");
+    launch(
+        gpu,
+        v,
+        &s.params(false),
+        entries,
+        (s.cout, s.y_len() / s.cout),
+        [y, x, w],
+    )
 }
 
 /// dx (+)= conv_transpose(dy, w).
@@ -200,15 +230,15 @@ pub fn bwd_data(
             ("dx", dx, s.x_len()),
         ],
     )?;
-    let p = s.params(accumulate);
-    if v == ConvVariant::Subgroup {
-        let (spec, cb) = sg_spec("conv2d_bwd_data_sg", s.cin);
-        let pos = (s.n * s.h * s.w) as u32;
-        let groups = [pos.div_ceil(sg_wgs()), (s.cin as u32).div_ceil(cb), 1];
-        return Ok(Dispatch::new(gpu, &spec, &p, &[dx, dy, w], groups)?.into());
-    }
-    let spec = KernelSpec::new(ShaderId::Conv, "conv2d_bwd_data", B).with("WG", f64::from(WG));
-    Ok(Dispatch::new(gpu, &spec, &p, &[dx, dy, w], grid_for(gpu, s.x_len(), WG))?.into())
+    let entries = ("conv2d_bwd_data", "conv2d_bwd_data_sg");
+    launch(
+        gpu,
+        v,
+        &s.params(accumulate),
+        entries,
+        (s.cin, s.n * s.h * s.w),
+        [dx, dy, w],
+    )
 }
 
 /// Runs a sliced backward-weight kernel: straight into `dw` with one slice, else into partial sums
@@ -254,7 +284,7 @@ fn sliced(
 }
 
 /// dw (+)= correlation of dy with x. The subgroup variant splits the N*OH*OW sum into slices
-/// (so small layers still fill the device) and sums the partials with reduce_sum.
+/// (so small layers still fill the device) and sums the partials with reduce_outer_sum.
 pub fn bwd_weight(
     gpu: &Gpu,
     v: ConvVariant,

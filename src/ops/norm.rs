@@ -61,55 +61,34 @@ impl BnShape {
 
 const WG: u32 = 64;
 
-/// Training statistics: `stats` (2C) <- (mean, invstd); `running` (2C: means then vars) updated.
+/// Batch statistics: `stats` (2C) <- (mean, invstd) of `x` when `train`, and `running` (2C:
+/// means then variances) updated; otherwise `stats` <- the running statistics (`x` is bound but
+/// not read).
 pub fn stats(
     gpu: &Gpu,
     s: &BnShape,
+    train: bool,
     x: &wgpu::Buffer,
     stats: &wgpu::Buffer,
     running: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     s.check()?;
-    let spec = KernelSpec::new(
-        ShaderId::Norm,
-        "bn_stats",
-        &[
-            Binding::Uniform,
-            Binding::ReadWrite,
-            Binding::Read,
-            Binding::ReadWrite,
-        ],
-    );
-    let groups = grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension);
+    let b = &[
+        Binding::Uniform,
+        Binding::ReadWrite,
+        Binding::Read,
+        Binding::ReadWrite,
+    ];
+    let (spec, groups) = if train {
+        let g = grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension);
+        (KernelSpec::new(ShaderId::Norm, "bn_stats", b), g)
+    } else {
+        (
+            KernelSpec::new(ShaderId::Norm, "bn_eval_stats", b),
+            [(s.c as u32).div_ceil(64), 1, 1],
+        )
+    };
     Dispatch::new(gpu, &spec, &s.params(), &[stats, x, running], groups)
-}
-
-/// Eval statistics from the running stats (`x` is bound but unused).
-pub fn eval_stats(
-    gpu: &Gpu,
-    s: &BnShape,
-    x: &wgpu::Buffer,
-    stats: &wgpu::Buffer,
-    running: &wgpu::Buffer,
-) -> Result<Dispatch> {
-    s.check()?;
-    let spec = KernelSpec::new(
-        ShaderId::Norm,
-        "bn_eval_stats",
-        &[
-            Binding::Uniform,
-            Binding::ReadWrite,
-            Binding::Read,
-            Binding::ReadWrite,
-        ],
-    );
-    Dispatch::new(
-        gpu,
-        &spec,
-        &s.params(),
-        &[stats, x, running],
-        [(s.c as u32).div_ceil(64), 1, 1],
-    )
 }
 
 /// y = bn(x) (with ReLU when `s.relu`).
