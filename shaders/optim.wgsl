@@ -1,6 +1,6 @@
-// Optimizers. Every update is multiplied by a per-element mask (1 = trainable, 0 = frozen), so a
-// frozen weight (INQ) never moves; momentum and moments still accumulate, as in the reference
-// INQ code.
+// Optimizers. Each element has a mask (1 = trainable, 0 = frozen). A frozen element (INQ) is not
+// touched at all: its weight, momentum and Adam moments keep their values, so retraining updates
+// only the weights with mask 1, momentum included. Other mask values scale the weight update.
 //
 //  - sgd (PyTorch semantics, dampening 0): d = g + wd * w; v = mu * v + d;
 //    u = d + mu * v (Nesterov) or v; w -= lr * u * mask.
@@ -45,12 +45,14 @@ override WG: u32 = 256;
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= sp.n) { return; }
+    let mk = mask[i];
+    if (mk == 0.0) { return; }
     let d = fma(sp.weight_decay, w[i], grad[i]);
     let v = fma(sp.momentum, mom[i], d);
     mom[i] = v;
     var u = v;
     if (sp.nesterov != 0u) { u = fma(sp.momentum, v, d); }
-    w[i] = w[i] - sp.lr * u * mask[i];
+    w[i] = w[i] - sp.lr * u * mk;
 }
 
 @group(0) @binding(0) var<uniform> ap: AdamParams;
@@ -64,6 +66,8 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= ap.n) { return; }
+    let mk = amask[i];
+    if (mk == 0.0) { return; }
     let d = fma(ap.weight_decay, aw[i], agrad[i]);
     let m = ap.beta1 * am[i] + (1.0 - ap.beta1) * d;
     let v = ap.beta2 * av[i] + (1.0 - ap.beta2) * d * d;
@@ -72,5 +76,5 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let t = f32(ap.t);
     let mhat = m / (1.0 - pow(ap.beta1, t));
     let vhat = v / (1.0 - pow(ap.beta2, t));
-    aw[i] = aw[i] - ap.lr * mhat / (sqrt(vhat) + ap.eps) * amask[i];
+    aw[i] = aw[i] - ap.lr * mhat / (sqrt(vhat) + ap.eps) * mk;
 }

@@ -78,3 +78,137 @@ fn pow2_quantize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         qout[i] = w;
     }
 }
+
+// pow2_quantize_inplace: w[i] = Q(w[i]) where mask[i] == 0, untouched elsewhere (INQ's phase step,
+// on the stored weights).
+@group(0) @binding(1) var<storage, read_write> iw: array<f32>;
+@group(0) @binding(2) var<storage, read> imask: array<f32>;
+@group(0) @binding(3) var<storage, read> iexps: array<i32>;
+
+@compute @workgroup_size(WG)
+fn pow2_quantize_inplace(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.n) { return; }
+    if (imask[i] == 0.0) {
+        iw[i] = pow2_round(iw[i], iexps[0], iexps[1]);
+    }
+}
+
+// INQ partition: freeze exactly k more weights among those still float (mask != 0), chosen by a
+// radix select on the GPU, never a host sort. Every float weight gets a unique 64-bit key
+// (hi, lo): hi = the bits of |w| (pruning: largest first; IEEE order equals magnitude order for
+// non-negative floats, NaN above inf) or a hash of (seed, i) (random), and lo = ~i, so equal
+// magnitudes go lowest index first and the frozen count is exact whatever the ties. Eight passes of
+// (select_hist, select_scan) find the key of the k-th largest, 8 bits at a time; select_freeze then
+// sets mask = 0 (and momentum = 0) for every float weight whose key is >= it: exactly k of them.
+// state = [prefix_hi, prefix_lo, k remaining, active]; the host writes [0, 0, k, k > 0].
+
+struct SelectParams {
+    n: u32,
+    pass_: u32,
+    mode: u32,
+    seed: u32,
+}
+
+@group(0) @binding(0) var<uniform> sp: SelectParams;
+@group(0) @binding(1) var<storage, read_write> hist: array<atomic<u32>, 256>;
+@group(0) @binding(2) var<storage, read> sw: array<f32>;
+@group(0) @binding(3) var<storage, read> smask: array<f32>;
+@group(0) @binding(4) var<storage, read> sstate: array<u32>;
+
+fn hash_u32(x: u32) -> u32 {
+    // lowbias32 (Chris Wellons).
+    var h = x;
+    h ^= h >> 16u;
+    h *= 0x7feb352du;
+    h ^= h >> 15u;
+    h *= 0x846ca68bu;
+    h ^= h >> 16u;
+    return h;
+}
+
+fn select_key_hi(w: f32, i: u32, mode: u32, seed: u32) -> u32 {
+    if (mode == 0u) {
+        return bitcast<u32>(w) & 0x7fffffffu;
+    }
+    return hash_u32(i ^ hash_u32(seed));
+}
+
+// The 8-bit digit of the key at `pass_` (0 = the top byte of hi) and whether the digits above it
+// equal the prefix found so far.
+fn digit_of(hi: u32, lo: u32, pass_: u32, phi: u32, plo: u32) -> vec2<u32> {
+    var matches = true;
+    var d = 0u;
+    if (pass_ < 4u) {
+        let sh = 24u - 8u * pass_;
+        if (pass_ > 0u) { matches = (hi >> (sh + 8u)) == (phi >> (sh + 8u)); }
+        d = (hi >> sh) & 0xffu;
+    } else {
+        let sh = 24u - 8u * (pass_ - 4u);
+        matches = hi == phi;
+        if (pass_ > 4u) { matches = matches && ((lo >> (sh + 8u)) == (plo >> (sh + 8u))); }
+        d = (lo >> sh) & 0xffu;
+    }
+    return vec2<u32>(select(0u, 1u, matches), d);
+}
+
+@compute @workgroup_size(WG)
+fn select_hist(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= sp.n || sstate[3] == 0u) { return; }
+    if (smask[i] == 0.0) { return; }
+    let hi = select_key_hi(sw[i], i, sp.mode, sp.seed);
+    let md = digit_of(hi, ~i, sp.pass_, sstate[0], sstate[1]);
+    if (md.x == 1u) {
+        atomicAdd(&hist[md.y], 1u);
+    }
+}
+
+// select_scan: one invocation picks the digit holding the k-th largest key, from the top bin down,
+// then clears the histogram for the next pass.
+@group(0) @binding(1) var<storage, read_write> shist: array<atomic<u32>, 256>;
+@group(0) @binding(2) var<storage, read_write> state: array<u32>;
+
+@compute @workgroup_size(1)
+fn select_scan() {
+    if (state[3] == 0u) { return; }
+    var k = state[2];
+    var d = 255;
+    loop {
+        let c = atomicLoad(&shist[d]);
+        if (k <= c || d == 0) { break; }
+        k -= c;
+        d -= 1;
+    }
+    let pass_ = sp.pass_;
+    if (pass_ < 4u) {
+        state[0] = state[0] | (u32(d) << (24u - 8u * pass_));
+    } else {
+        state[1] = state[1] | (u32(d) << (24u - 8u * (pass_ - 4u)));
+    }
+    state[2] = k;
+    for (var j = 0; j < 256; j++) {
+        atomicStore(&shist[j], 0u);
+    }
+}
+
+// select_freeze: mask = 0 and momentum = 0 for every float weight whose key is >= the threshold.
+@group(0) @binding(1) var<storage, read_write> fmask: array<f32>;
+@group(0) @binding(2) var<storage, read_write> fmom: array<f32>;
+@group(0) @binding(3) var<storage, read> fw: array<f32>;
+@group(0) @binding(4) var<storage, read> fstate: array<u32>;
+
+@compute @workgroup_size(WG)
+fn select_freeze(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= sp.n || fstate[3] == 0u) { return; }
+    if (fmask[i] == 0.0) { return; }
+    let hi = select_key_hi(fw[i], i, sp.mode, sp.seed);
+    let lo = ~i;
+    let thi = fstate[0];
+    let tlo = fstate[1];
+    if (hi > thi || (hi == thi && lo >= tlo)) {
+        fmask[i] = 0.0;
+        fmom[i] = 0.0;
+    }
+}

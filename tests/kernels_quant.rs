@@ -3,11 +3,18 @@
 //! random weights through the real pipeline (reduce_max_abs -> pow2_exponents -> pow2_quantize),
 //! and edge cases: 0, ±max, the ties 1.5 * 2^k, the zero boundary 2^(n2-1) and the float below
 //! it, NaN and ±inf. Outputs are poisoned first; unfrozen weights must come back bit for bit.
+//!
+//! INQ's partition (an 8-pass radix select on the GPU) against a CPU twin that sorts: masks and
+//! momenta compared exactly over successive partitions, with ties, NaN/inf/-0, k = 0, k = all
+//! float weights, n = 1, and the random strategy.
 
 mod common;
 use common::{gpu, Rng, POISON};
 use incq::gpu::{DType, Tensor};
-use incq::ops::quant::{pow2_exponents, pow2_quantize};
+use incq::ops::quant::{
+    partition, pow2_exponents, pow2_quantize, pow2_quantize_inplace, select_state, Partition,
+    SelectScratch,
+};
 use incq::ops::reduce::{reduce, ReduceOp, ReduceShape};
 use incq::reference::quant as twin;
 
@@ -172,5 +179,111 @@ fn pow2_quantize_edge_cases_match_twin_exactly() {
             0.0
         );
         assert_eq!(twin::pow2_round(f32::INFINITY, n1, n2), 2f32.powi(n1));
+    }
+}
+
+/// Runs successive partitions of `w` freezing `ks[j]` more each, on the GPU and the twin, and
+/// compares the masks and momenta exactly after each.
+fn check_partitions(g: &incq::Gpu, w: &[f32], ks: &[usize], part: Partition, what: &str) {
+    let n = w.len();
+    let seed = match part {
+        Partition::Pruning => None,
+        Partition::Random { seed } => Some(seed),
+    };
+    let mut rng = Rng::new(n as u64);
+    let mom0: Vec<f32> = (0..n).map(|_| rng.uniform(0.5, 1.0)).collect();
+    let tw = Tensor::from_f32(g, "w", &[n], w).unwrap();
+    let tmask = Tensor::from_f32(g, "mask", &[n], &vec![1.0; n]).unwrap();
+    let tmom = Tensor::from_f32(g, "mom", &[n], &mom0).unwrap();
+    let scratch = SelectScratch::new(g).unwrap();
+    let ops = partition(g, part, &tw, &tmask, &tmom, &scratch).unwrap();
+    let (mut mask, mut mom) = (vec![1.0f32; n], mom0.clone());
+    let mut frozen = 0;
+    for (j, &k) in ks.iter().enumerate() {
+        scratch.state.write_u32(g, &select_state(k as u32)).unwrap();
+        g.run_pass("partition", |p| ops.iter().for_each(|d| d.encode(p)));
+        twin::partition(w, &mut mask, &mut mom, k, seed);
+        frozen += k;
+        let gm = tmask.to_f32(g).unwrap();
+        common::assert_exact_f32(&format!("{what}: mask after partition {j}"), &gm, &mask);
+        common::assert_exact_f32(
+            &format!("{what}: momentum after partition {j}"),
+            &tmom.to_f32(g).unwrap(),
+            &mom,
+        );
+        let count = gm.iter().filter(|&&m| m == 0.0).count();
+        assert_eq!(count, frozen, "{what}: frozen count after partition {j}");
+        // The histogram is left cleared for the next partition.
+        assert!(scratch.hist.to_u32(g).unwrap().iter().all(|&c| c == 0));
+    }
+}
+
+#[test]
+fn partition_matches_sorting_twin_exactly() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(11);
+    // Random weights, the default portions 0.5, 0.75, 0.875, 1 of an odd size.
+    let n = 7001;
+    let w: Vec<f32> = (0..n).map(|_| rng.normal() * 0.05).collect();
+    let ks = [3501, 1750, 875, 875];
+    check_partitions(g, &w, &ks, Partition::Pruning, "pruning");
+    check_partitions(g, &w, &ks, Partition::Random { seed: 7 }, "random");
+    // Heavy ties: the cut falls inside groups of equal magnitude.
+    let w: Vec<f32> = (0..n)
+        .map(|_| [0.5f32, -0.5, 0.25, -0.25, 0.0, -0.0][rng.below(6) as usize])
+        .collect();
+    check_partitions(
+        g,
+        &w,
+        &[1000, 1234, 0, 2000, 2767],
+        Partition::Pruning,
+        "ties",
+    );
+    // Non-finite and signed zeros; k = 0 then all.
+    let mut w: Vec<f32> = (0..301).map(|_| rng.normal()).collect();
+    w[3] = f32::NAN;
+    w[50] = f32::INFINITY;
+    w[51] = f32::NEG_INFINITY;
+    w[52] = -0.0;
+    w[53] = 0.0;
+    w[54] = -f32::MAX;
+    check_partitions(g, &w, &[3, 0, 298], Partition::Pruning, "non-finite");
+    // Batch of one weight; large n over several workgroup rows.
+    check_partitions(g, &[0.3], &[1], Partition::Pruning, "n = 1");
+    let w: Vec<f32> = (0..100_003).map(|_| rng.normal()).collect();
+    check_partitions(g, &w, &[50_001, 50_002], Partition::Pruning, "large");
+}
+
+#[test]
+fn pow2_quantize_inplace_matches_twin_exactly() {
+    let Some(g) = gpu() else { return };
+    for bits in [2u32, 5, 8] {
+        let mut rng = Rng::new(u64::from(bits) + 100);
+        let n = 3001;
+        let w: Vec<f32> = (0..n).map(|_| rng.normal() * 0.1).collect();
+        let mask: Vec<f32> = (0..n).map(|i| if i % 4 == 0 { 1.0 } else { 0.0 }).collect();
+        let tw = Tensor::from_f32(g, "w", &[n], &w).unwrap();
+        let tm = Tensor::from_f32(g, "m", &[n], &mask).unwrap();
+        let smax = Tensor::empty(g, "smax", &[1], DType::F32).unwrap();
+        let exps = Tensor::empty(g, "exps", &[2], DType::U32).unwrap();
+        smax.poison(g, POISON);
+        exps.poison(g, POISON);
+        let ops = [
+            reduce(g, ReduceOp::MaxAbs, ReduceShape::whole(n), &tw, &smax).unwrap(),
+            pow2_exponents(g, bits, &smax, &exps).unwrap(),
+            pow2_quantize_inplace(g, bits, &tw, &tm, &exps).unwrap(),
+        ];
+        g.run_pass("inq quantize in place", |p| {
+            ops.iter().for_each(|d| d.encode(p))
+        });
+        let s = w.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+        let (n1, n2) = twin::pow2_exponents(s, bits);
+        let mut want = w.clone();
+        twin::pow2_quantize_inplace(&mut want, &mask, n1, n2);
+        common::assert_exact_f32(
+            &format!("pow2_quantize_inplace {bits} bits"),
+            &tw.to_f32(g).unwrap(),
+            &want,
+        );
     }
 }

@@ -498,11 +498,17 @@ fn sgd_and_adam_match_twins_and_respect_the_mask() {
         let got = tw.to_f32(g).unwrap();
         assert_close("sgd w", &got, &w2, Tol::STRICT);
         assert_close("sgd momentum", &tm.to_f32(g).unwrap(), &m2, Tol::STRICT);
+        let gm = tm.to_f32(g).unwrap();
         for i in (0..n).step_by(3) {
             assert_eq!(
                 got[i].to_bits(),
                 w[i].to_bits(),
                 "sgd moved frozen weight {i}"
+            );
+            assert_eq!(
+                gm[i].to_bits(),
+                mom[i].to_bits(),
+                "sgd moved the momentum of frozen weight {i}"
             );
         }
     }

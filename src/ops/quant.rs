@@ -1,5 +1,6 @@
 //! Quantizers (shaders/quant.wgsl): INQ's power-of-two set per layer — its exponents (n1, n2)
-//! from max|W| computed on the GPU, and nearest-value rounding of the frozen weights.
+//! from max|W| computed on the GPU, nearest-value rounding of the frozen weights — and INQ's
+//! partition: an exact top-k radix select over the still-float weights, on the GPU.
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
@@ -88,4 +89,185 @@ pub fn pow2_quantize(
         &[&out.buf, &w.buf, &mask.buf, &exps.buf],
         grid_for(gpu, w.len(), 256),
     )
+}
+
+/// [`pow2_quantize`] in place on the stored weights: w = Q(w) where mask == 0.
+pub fn pow2_quantize_inplace(
+    gpu: &Gpu,
+    bits: u32,
+    w: &Tensor,
+    mask: &Tensor,
+    exps: &Tensor,
+) -> Result<Dispatch> {
+    check_bits(bits)?;
+    if w.len() != mask.len() {
+        return Err(Error::Shape {
+            op: "pow2_quantize_inplace",
+            msg: format!("w {:?}, mask {:?} differ", w.shape, mask.shape),
+        });
+    }
+    let spec = KernelSpec::new(
+        ShaderId::Quant,
+        "pow2_quantize_inplace",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::Read,
+            Binding::Read,
+        ],
+    )
+    .with("WG", 256.0);
+    let p = QuantParams {
+        n: w.len() as u32,
+        bits,
+        ..Default::default()
+    };
+    Dispatch::new(
+        gpu,
+        &spec,
+        &p,
+        &[&w.buf, &mask.buf, &exps.buf],
+        grid_for(gpu, w.len(), 256),
+    )
+}
+
+crate::gpu_params!(
+    ShaderId::Quant,
+    /// Mirrors `SelectParams`.
+    pub struct SelectParams {
+        pub n: u32,
+        pub pass_: u32,
+        pub mode: u32,
+        pub seed: u32,
+    }
+);
+
+/// Which float weights INQ freezes first.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Partition {
+    /// Largest |w| first (the paper's "pruning-inspired" strategy); ties go lowest index first.
+    Pruning,
+    /// A pseudo-random choice keyed by (seed, index).
+    Random { seed: u32 },
+}
+
+impl Partition {
+    fn mode_seed(self) -> (u32, u32) {
+        match self {
+            Partition::Pruning => (0, 0),
+            Partition::Random { seed } => (1, seed),
+        }
+    }
+}
+
+/// The scratch of one partition: `state` (4 x u32, written by [`select_state`] before each
+/// partition) and a 256-bin histogram (zeroed at creation, left zeroed by every scan).
+pub struct SelectScratch {
+    pub state: Tensor,
+    pub hist: Tensor,
+}
+
+impl SelectScratch {
+    pub fn new(gpu: &Gpu) -> Result<SelectScratch> {
+        Ok(SelectScratch {
+            state: Tensor::from_u32(gpu, "select state", &[4], &[0; 4])?,
+            hist: Tensor::from_u32(gpu, "select histogram", &[256], &[0; 256])?,
+        })
+    }
+}
+
+/// The state that makes the next partition freeze `k` more weights.
+pub fn select_state(k: u32) -> [u32; 4] {
+    [0, 0, k, u32::from(k > 0)]
+}
+
+/// Freezes (mask = 0, momentum = 0) exactly k of the weights with mask != 0, where k is what
+/// [`select_state`] wrote into `scratch.state`: 8 histogram/scan passes, then the freeze. k must
+/// not exceed the number of float weights.
+pub fn partition(
+    gpu: &Gpu,
+    part: Partition,
+    w: &Tensor,
+    mask: &Tensor,
+    momentum: &Tensor,
+    scratch: &SelectScratch,
+) -> Result<Vec<Dispatch>> {
+    if w.len() != mask.len() || w.len() != momentum.len() {
+        return Err(Error::Shape {
+            op: "partition",
+            msg: format!(
+                "w {:?}, mask {:?}, momentum {:?} differ",
+                w.shape, mask.shape, momentum.shape
+            ),
+        });
+    }
+    let (mode, seed) = part.mode_seed();
+    let n = w.len() as u32;
+    let hist = KernelSpec::new(
+        ShaderId::Quant,
+        "select_hist",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+        ],
+    )
+    .with("WG", 256.0);
+    let scan = KernelSpec::new(
+        ShaderId::Quant,
+        "select_scan",
+        &[Binding::Uniform, Binding::ReadWrite, Binding::ReadWrite],
+    );
+    let freeze = KernelSpec::new(
+        ShaderId::Quant,
+        "select_freeze",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::ReadWrite,
+            Binding::Read,
+            Binding::Read,
+        ],
+    )
+    .with("WG", 256.0);
+    let grid = grid_for(gpu, w.len(), 256);
+    let mut v = Vec::with_capacity(17);
+    for pass_ in 0..8 {
+        let p = SelectParams {
+            n,
+            pass_,
+            mode,
+            seed,
+        };
+        v.push(Dispatch::new(
+            gpu,
+            &hist,
+            &p,
+            &[&scratch.hist.buf, &w.buf, &mask.buf, &scratch.state.buf],
+            grid,
+        )?);
+        v.push(Dispatch::new(
+            gpu,
+            &scan,
+            &p,
+            &[&scratch.hist.buf, &scratch.state.buf],
+            [1, 1, 1],
+        )?);
+    }
+    let p = SelectParams {
+        n,
+        pass_: 8,
+        mode,
+        seed,
+    };
+    v.push(Dispatch::new(
+        gpu,
+        &freeze,
+        &p,
+        &[&mask.buf, &momentum.buf, &w.buf, &scratch.state.buf],
+        grid,
+    )?);
+    Ok(v)
 }

@@ -2,9 +2,12 @@
 
 use crate::ops::optim::{AdamParams, SgdParams};
 
-/// One SGD step in place.
+/// One SGD step in place; elements with mask 0 keep their weight and momentum.
 pub fn sgd(p: &SgdParams, w: &mut [f32], mom: &mut [f32], grad: &[f32], mask: &[f32]) {
     for i in 0..w.len() {
+        if mask[i] == 0.0 {
+            continue;
+        }
         let d = p.weight_decay.mul_add(w[i], grad[i]);
         let v = p.momentum.mul_add(mom[i], d);
         mom[i] = v;
@@ -17,7 +20,7 @@ pub fn sgd(p: &SgdParams, w: &mut [f32], mom: &mut [f32], grad: &[f32], mask: &[
     }
 }
 
-/// One Adam step in place.
+/// One Adam step in place; elements with mask 0 keep their weight and moments.
 pub fn adam(
     p: &AdamParams,
     w: &mut [f32],
@@ -27,6 +30,9 @@ pub fn adam(
     mask: &[f32],
 ) {
     for i in 0..w.len() {
+        if mask[i] == 0.0 {
+            continue;
+        }
         let d = p.weight_decay.mul_add(w[i], grad[i]);
         m[i] = p.beta1 * m[i] + (1.0 - p.beta1) * d;
         v[i] = p.beta2 * v[i] + (1.0 - p.beta2) * d * d;

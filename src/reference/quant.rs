@@ -48,3 +48,41 @@ pub fn pow2_quantize(w: &[f32], mask: &[f32], n1: i32, n2: i32) -> Vec<f32> {
         .map(|(&x, &m)| if m == 0.0 { pow2_round(x, n1, n2) } else { x })
         .collect()
 }
+
+/// A CPU model of the GPU's 32-bit hash (lowbias32).
+fn hash_u32(x: u32) -> u32 {
+    let mut h = x;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846c_a68b);
+    h ^= h >> 16;
+    h
+}
+
+/// partition: freezes (mask = 0, momentum = 0) exactly `k` of the float weights (mask != 0),
+/// ranked by a full sort: by |w| descending (pruning; NaN above inf) or by hash(seed, i)
+/// (random), ties to the lower index. `random_seed` is None for pruning.
+pub fn partition(w: &[f32], mask: &mut [f32], mom: &mut [f32], k: usize, random_seed: Option<u32>) {
+    let mut float: Vec<usize> = (0..w.len()).filter(|&i| mask[i] != 0.0).collect();
+    let key = |i: usize| -> u32 {
+        match random_seed {
+            None => w[i].to_bits() & 0x7fff_ffff,
+            Some(s) => hash_u32(i as u32 ^ hash_u32(s)),
+        }
+    };
+    float.sort_by(|&a, &b| key(b).cmp(&key(a)).then(a.cmp(&b)));
+    for &i in float.iter().take(k) {
+        mask[i] = 0.0;
+        mom[i] = 0.0;
+    }
+}
+
+/// pow2_quantize_inplace.
+pub fn pow2_quantize_inplace(w: &mut [f32], mask: &[f32], n1: i32, n2: i32) {
+    for (x, &m) in w.iter_mut().zip(mask) {
+        if m == 0.0 {
+            *x = pow2_round(*x, n1, n2);
+        }
+    }
+}
