@@ -14,6 +14,7 @@ pub mod io;
 pub mod ops;
 pub mod profiler;
 pub mod reference;
+pub mod schedule;
 pub mod train;
 pub mod tune;
 

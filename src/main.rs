@@ -59,8 +59,18 @@ enum Cmd {
         trace: Option<PathBuf>,
     },
     /// Train a model (default: LeNet-BN on the bundled MNIST).
-    Train(TrainArgs),
-    /// Evaluate a checkpoint on a test set.
+    Train(Box<TrainArgs>),
+    /// Export a finished INQ checkpoint as int8 codes plus each layer's (n1, n2), in
+    /// safetensors, with a JSON summary.
+    Export {
+        /// A model.safetensors written by `incq train --method inq`.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output directory (model.safetensors, export.json).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Evaluate a checkpoint (or an export) on a test set.
     Eval {
         /// A model.safetensors written by `incq train`.
         #[arg(long)]
@@ -129,10 +139,34 @@ struct TrainArgs {
     /// Use each device's default kernel variants instead of the autotuner's choices.
     #[arg(long)]
     no_tune: bool,
+    /// float (default) or inq (incremental quantization to powers of two).
+    #[arg(long)]
+    method: Option<String>,
+    /// Start from this checkpoint's weights and BN statistics (the normal start of INQ).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// INQ: weight bits, 2 (ternary) to 8.
+    #[arg(long)]
+    bits: Option<u32>,
+    /// INQ: accumulated portions, comma-separated, ending at 1 (default 0.5,0.75,0.875,1).
+    #[arg(long, value_delimiter = ',')]
+    portions: Option<Vec<f64>>,
+    /// INQ: training epochs after each partition but the last (the LR schedule restarts).
+    #[arg(long)]
+    epochs_per_phase: Option<usize>,
+    /// INQ: pruning (largest |w| first, default) or random.
+    #[arg(long)]
+    partition: Option<String>,
+    /// INQ: keep the first and last weight layers in float.
+    #[arg(long)]
+    float_first_last: bool,
 }
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
-    let mut cfg = match &a.config {
+    // A resumed run starts from the config its directory recorded.
+    let recorded = a.resume.as_ref().map(|d| d.join("config.toml"));
+    let base = a.config.clone().or_else(|| recorded.filter(|p| p.exists()));
+    let mut cfg = match &base {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
             toml::from_str::<TrainConfig>(&text).map_err(|e| Error::File {
@@ -160,6 +194,25 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(out);
     set!(max_steps_per_epoch);
     set!(optimizer);
+    set!(method);
+    if a.init.is_some() {
+        cfg.init = a.init.clone();
+    }
+    if let Some(b) = a.bits {
+        cfg.inq.bits = b;
+    }
+    if let Some(p) = &a.portions {
+        cfg.inq.portions = p.clone();
+    }
+    if let Some(e) = a.epochs_per_phase {
+        cfg.inq.epochs_per_phase = e;
+    }
+    if let Some(p) = &a.partition {
+        cfg.inq.partition = p.clone();
+    }
+    if a.float_first_last {
+        cfg.inq.float_first_last = true;
+    }
     if a.data_dir.is_some() {
         cfg.data_dir = a.data_dir.clone();
     }
@@ -433,6 +486,29 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Export { checkpoint, out } => {
+            let s = incq::io::export::export(&checkpoint, &out)?;
+            for l in &s.layers {
+                println!(
+                    "{:<28} {:?} n1 {} n2 {} {} distinct values, {:.1}% zero",
+                    l.name,
+                    l.shape,
+                    l.n1,
+                    l.n2,
+                    l.distinct_values,
+                    100.0 * l.zero_share
+                );
+            }
+            println!(
+                "{} layers as int8 codes ({} B) and {} float tensors ({} B) in {}",
+                s.layers.len(),
+                s.bytes_codes,
+                s.float_tensors.len(),
+                s.bytes_float,
+                out.join("model.safetensors").display()
+            );
+            Ok(())
+        }
         Cmd::Eval {
             checkpoint,
             model,
@@ -455,7 +531,7 @@ fn run(cli: Cli) -> Result<()> {
             let gpu = Gpu::open(&dev)?;
             let (loss, acc) = incq::train::eval_checkpoint(&gpu, &cfg, &checkpoint)?;
             println!(
-                "{} on {}: test accuracy {:.2}% (loss {loss:.4})",
+                "{} on {}: test accuracy {:.2}% (loss {loss:.6})",
                 cfg.model,
                 cfg.data,
                 100.0 * acc

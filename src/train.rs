@@ -18,6 +18,8 @@ use crate::gpu::tensor::Tensor;
 use crate::graph::model::Model;
 use crate::graph::plan::{Net, OptimConfig, Plan};
 use crate::io::checkpoint;
+use crate::schedule::inq::{Inq, InqConfig, LayerReport};
+use crate::schedule::Method;
 
 /// Learning-rate schedule.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +58,12 @@ pub struct TrainConfig {
     pub max_steps_per_epoch: usize,
     /// Choose kernel variants with the autotuner (cached per adapter); false = device defaults.
     pub tune: bool,
+    /// `float` or `inq`.
+    pub method: String,
+    /// INQ's settings (`[inq]` in a config file), used when `method` is `inq`.
+    pub inq: InqConfig,
+    /// Start from this checkpoint's weights and BN statistics (optimizer state starts fresh).
+    pub init: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -79,6 +87,9 @@ impl Default for TrainConfig {
             progress: true,
             max_steps_per_epoch: 0,
             tune: true,
+            method: "float".into(),
+            inq: InqConfig::default(),
+            init: None,
         }
     }
 }
@@ -99,13 +110,40 @@ pub struct Summary {
     pub train_images_per_s: f64,
     pub seconds_per_epoch: f64,
     pub params: usize,
+    pub method: String,
+    /// Test accuracy of the --init checkpoint before any training (None without --init).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_test_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inq: Option<InqSummary>,
+    pub wall_seconds: f64,
 }
 
-fn lr_at(cfg: &TrainConfig, epoch: usize, step: usize, steps: usize) -> f32 {
+/// The INQ part of summary.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InqSummary {
+    pub config: InqConfig,
+    /// Test accuracy right after each partition (before its retraining).
+    pub after_partition: Vec<PhaseAccuracy>,
+    /// Per quantized layer after the last phase: n1, n2, share, distinct values.
+    pub layers: Vec<LayerReport>,
+}
+
+/// The test accuracy at one point of a schedule.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PhaseAccuracy {
+    pub phase: usize,
+    pub portion: f64,
+    pub test_accuracy: f64,
+}
+
+/// The learning rate at `step` of `epoch`, for a schedule of `epochs` epochs (a phase of a
+/// quantization schedule restarts it).
+fn lr_at(cfg: &TrainConfig, epochs: usize, epoch: usize, step: usize, steps: usize) -> f32 {
     match cfg.lr_schedule {
         LrSchedule::Constant => cfg.lr,
         LrSchedule::Step => {
-            let f = epoch as f32 / cfg.epochs.max(1) as f32;
+            let f = epoch as f32 / epochs.max(1) as f32;
             cfg.lr
                 * if f >= 0.75 {
                     0.01
@@ -116,7 +154,7 @@ fn lr_at(cfg: &TrainConfig, epoch: usize, step: usize, steps: usize) -> f32 {
                 }
         }
         LrSchedule::Cosine => {
-            let total = (cfg.epochs * steps).max(1) as f32;
+            let total = (epochs * steps).max(1) as f32;
             let t = (epoch * steps + step) as f32 / total;
             0.5 * cfg.lr * (1.0 + (std::f32::consts::PI * t).cos())
         }
@@ -194,8 +232,20 @@ pub fn evaluate(gpu: &Gpu, plan: &Plan, data: &GpuDataset) -> Result<(f64, f64)>
 }
 
 /// Trains per `cfg` (resuming from `resume`, a run directory, if given) and returns the summary.
+/// With `method = "inq"` the run is INQ's schedule: before each phase's `epochs_per_phase` epochs
+/// the next share of every quantized layer is frozen and quantized on the GPU (the learning-rate
+/// schedule restarts per phase); the last partition quantizes everything and ends the run.
 pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summary> {
-    if cfg.epochs == 0 {
+    let wall = Instant::now();
+    let method = Method::parse(&cfg.method)?;
+    let epochs = match method {
+        Method::Float => cfg.epochs,
+        Method::Inq => {
+            cfg.inq.validate()?;
+            cfg.inq.total_epochs()
+        }
+    };
+    if epochs == 0 && method == Method::Float {
         return Err(Error::BadArg {
             flag: "--epochs".into(),
             msg: "must be at least 1".into(),
@@ -208,6 +258,14 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         });
     }
     prepare_out(&cfg.out)?;
+    if resume.is_none() {
+        // The exact settings of the run, for reproduction and for --resume.
+        let text = toml::to_string(cfg).map_err(|e| Error::BadArg {
+            flag: "--config".into(),
+            msg: format!("cannot record the config: {e}"),
+        })?;
+        checkpoint::write_atomic(&cfg.out.join("config.toml"), text.as_bytes())?;
+    }
     let train_d = load_data(cfg, true)?;
     let test_d = load_data(cfg, false)?;
     if cfg.batch > train_d.n {
@@ -253,10 +311,24 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
     )?;
 
     let mut first_epoch = 0;
+    let mut init_test_accuracy = None;
     if let Some(dir) = resume {
         let meta = checkpoint::load(gpu, &net, &dir.join("model.safetensors"))?;
         first_epoch = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+    } else if let Some(init) = &cfg.init {
+        checkpoint::load_weights(gpu, &net, init).map_err(|e| match e {
+            Error::File { path, msg } => Error::File {
+                path,
+                msg: format!("--init: {msg}"),
+            },
+            e => e,
+        })?;
+        init_test_accuracy = Some(evaluate(gpu, &eval_plan, &test_g)?.1);
     }
+    let mut inq = match method {
+        Method::Inq => Some(Inq::new(gpu, &net, &cfg.inq, cfg.seed)?),
+        Method::Float => None,
+    };
     let log_path = cfg.out.join("metrics.jsonl");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -266,6 +338,14 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         .open(&log_path)
         .map_err(|e| Error::io(&log_path, e))?;
     let mut log = Log(file, log_path);
+    if let Some(acc) = init_test_accuracy {
+        eprintln!(
+            "init {}: test accuracy {:.2}%",
+            cfg.init.as_deref().unwrap_or(Path::new("")).display(),
+            100.0 * acc
+        );
+        log.line(serde_json::json!({"kind": "init", "test_accuracy": acc}))?;
+    }
 
     let steps = train_g.n / cfg.batch;
     let steps = if cfg.max_steps_per_epoch > 0 {
@@ -276,7 +356,7 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
     let mut summary = Summary {
         model: cfg.model.clone(),
         data: cfg.data.clone(),
-        epochs: cfg.epochs,
+        epochs,
         batch: cfg.batch,
         seed: cfg.seed,
         device: gpu.describe(),
@@ -287,10 +367,58 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         train_images_per_s: 0.0,
         seconds_per_epoch: 0.0,
         params: net.num_params(),
+        method: cfg.method.clone(),
+        init_test_accuracy,
+        inq: None,
+        wall_seconds: 0.0,
+    };
+    let mut after_partition = Vec::new();
+    // Epochs per learning-rate schedule: the whole run, or one INQ phase.
+    let per_phase = if inq.is_some() {
+        cfg.inq.epochs_per_phase
+    } else {
+        epochs
+    };
+    let mut meta = HashMap::new();
+    meta.insert("model".to_string(), cfg.model.clone());
+    meta.insert("data".to_string(), cfg.data.clone());
+    meta.insert("method".to_string(), cfg.method.clone());
+    if let Some(q) = &inq {
+        meta.insert("inq.bits".to_string(), q.cfg.bits.to_string());
+        meta.insert("inq.layers".to_string(), q.layer_names(&net).join(","));
+        meta.insert("inq.final".to_string(), "0".to_string());
+    }
+    let mut partition = |inq: &mut Inq, phase: usize, log: &mut Log| -> Result<()> {
+        inq.apply_phase(gpu, phase)?;
+        let (_, acc) = evaluate(gpu, &eval_plan, &test_g)?;
+        let portion = inq.cfg.portions[phase];
+        eprintln!(
+            "INQ phase {}/{}: {:.2}% of each layer quantized to {} bits; test accuracy {:.2}%",
+            phase + 1,
+            inq.cfg.portions.len(),
+            100.0 * portion,
+            inq.cfg.bits,
+            100.0 * acc
+        );
+        log.line(serde_json::json!({
+            "kind": "partition", "phase": phase + 1, "portion": portion, "test_accuracy": acc,
+        }))?;
+        after_partition.push(PhaseAccuracy {
+            phase: phase + 1,
+            portion,
+            test_accuracy: acc,
+        });
+        Ok(())
     };
     let mut total_time = 0.0;
     let mut total_images = 0usize;
-    for epoch in first_epoch..cfg.epochs {
+    for epoch in first_epoch..epochs {
+        let (phase, in_phase) = (epoch / per_phase.max(1), epoch % per_phase.max(1));
+        if let Some(q) = inq.as_mut() {
+            if in_phase == 0 {
+                partition(q, phase, &mut log)?;
+            }
+        }
         let perm = permutation(
             train_g.n,
             cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
@@ -306,7 +434,7 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+            b.set_prefix(format!("{}/{}", epoch + 1, epochs));
             b
         } else {
             indicatif::ProgressBar::hidden()
@@ -315,7 +443,8 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         let seed32 = (cfg.seed as u32) ^ (epoch as u32).wrapping_mul(0x9E37_79B9);
         for step in 0..steps {
             let t = (epoch * steps + step + 1) as u32;
-            plan.set_step(gpu, &net, lr_at(cfg, epoch, step, steps), t);
+            let lr = lr_at(cfg, per_phase, in_phase, step, steps);
+            plan.set_step(gpu, &net, lr, t);
             gather.set_params(
                 gpu,
                 &train_g.params(cfg.batch, step * cfg.batch, augment, seed32),
@@ -334,7 +463,7 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
                 ));
                 log.line(serde_json::json!({
                     "kind": "step", "epoch": epoch + 1, "step": step + 1, "train_loss": loss,
-                    "train_accuracy": acc, "lr": lr_at(cfg, epoch, step, steps), "images_per_s": ips,
+                    "train_accuracy": acc, "lr": lr, "images_per_s": ips,
                 }))?;
             }
         }
@@ -349,7 +478,7 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         eprintln!(
             "epoch {}/{}: train loss {train_loss:.4} acc {:.2}% | test loss {test_loss:.4} acc {:.2}% | {secs:.1} s, {ips:.0} img/s",
             epoch + 1,
-            cfg.epochs,
+            epochs,
             100.0 * train_acc,
             100.0 * test_acc
         );
@@ -357,21 +486,50 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
             "kind": "epoch", "epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
             "test_loss": test_loss, "test_accuracy": test_acc, "seconds": secs, "images_per_s": ips,
         }))?;
-        let mut meta = HashMap::new();
-        meta.insert("model".to_string(), cfg.model.clone());
-        meta.insert("data".to_string(), cfg.data.clone());
         meta.insert("epoch".to_string(), (epoch + 1).to_string());
         meta.insert("test_accuracy".to_string(), format!("{test_acc}"));
-        checkpoint::save(gpu, &net, &cfg.out.join("model.safetensors"), meta)?;
+        checkpoint::save(gpu, &net, &cfg.out.join("model.safetensors"), meta.clone())?;
         summary.train_loss = train_loss;
         summary.train_accuracy = train_acc;
         summary.test_loss = test_loss;
         summary.test_accuracy = test_acc;
     }
+    if let Some(q) = inq.as_mut() {
+        // The last partition quantizes 100 %; no training follows.
+        let last = q.cfg.portions.len() - 1;
+        partition(q, last, &mut log)?;
+        let (test_loss, test_acc) = evaluate(gpu, &eval_plan, &test_g)?;
+        let layers = q.report(gpu, &net)?;
+        for l in &layers {
+            meta.insert(format!("inq.{}.n1", l.name), l.n1.to_string());
+            meta.insert(format!("inq.{}.n2", l.name), l.n2.to_string());
+            if l.frozen != l.weights || l.frozen_not_in_set != 0 {
+                return Err(Error::Shape {
+                    op: "inq",
+                    msg: format!(
+                        "layer {} ended with {} of {} weights frozen and {} outside its set",
+                        l.name, l.frozen, l.weights, l.frozen_not_in_set
+                    ),
+                });
+            }
+        }
+        meta.insert("inq.final".to_string(), "1".to_string());
+        meta.insert("epoch".to_string(), epochs.to_string());
+        meta.insert("test_accuracy".to_string(), format!("{test_acc}"));
+        checkpoint::save(gpu, &net, &cfg.out.join("model.safetensors"), meta.clone())?;
+        summary.test_loss = test_loss;
+        summary.test_accuracy = test_acc;
+        summary.inq = Some(InqSummary {
+            config: q.cfg.clone(),
+            after_partition,
+            layers,
+        });
+    }
     if total_time > 0.0 {
         summary.train_images_per_s = total_images as f64 / total_time;
-        summary.seconds_per_epoch = total_time / (cfg.epochs - first_epoch) as f64;
+        summary.seconds_per_epoch = total_time / (epochs - first_epoch) as f64;
     }
+    summary.wall_seconds = wall.elapsed().as_secs_f64();
     let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
     checkpoint::write_atomic(&cfg.out.join("summary.json"), &json)?;
     Ok(summary)

@@ -427,3 +427,135 @@ fn adam_trains_the_toy_set() {
         "{summary}"
     );
 }
+
+#[test]
+fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp("inq");
+    mnist_like(&d, 200, 50);
+    let ds = d.to_str().unwrap().to_string();
+    let (fl, q, ex) = (d.join("float"), d.join("inq"), d.join("export"));
+    let mut a = train_args(&ds, fl.to_str().unwrap());
+    a[6] = "2";
+    let r = incq(&a);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let float_ckpt = fl.join("model.safetensors");
+
+    // INQ 3 bits, portions 0.5, 0.75, 1 with one epoch after each of the first two.
+    let mut a = train_args(&ds, q.to_str().unwrap());
+    a.extend([
+        "--method",
+        "inq",
+        "--init",
+        float_ckpt.to_str().unwrap(),
+        "--bits",
+        "3",
+        "--portions",
+        "0.5,0.75,1",
+        "--epochs-per-phase",
+        "1",
+    ]);
+    let r = incq(&a);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(q.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["method"], "inq");
+    assert_eq!(s["epochs"], 2);
+    assert!(s["init_test_accuracy"].as_f64().is_some());
+    assert_eq!(s["inq"]["after_partition"].as_array().unwrap().len(), 3);
+    let layers = s["inq"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 5, "every conv and linear weight of LeNet-BN");
+    for l in layers {
+        assert_eq!(l["quantized_share"], 1.0, "{l}");
+        assert_eq!(l["frozen_not_in_set"], 0, "{l}");
+        assert!(l["distinct_values"].as_u64().unwrap() <= 5, "3 bits: {l}");
+        assert_eq!(
+            l["n2"].as_i64().unwrap(),
+            l["n1"].as_i64().unwrap() - 1,
+            "{l}"
+        );
+    }
+    let log = std::fs::read_to_string(q.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.matches("\"kind\":\"partition\"").count(), 3);
+
+    // Export: int8 codes that rebuild the checkpoint's weights bit for bit.
+    let ckpt = q.join("model.safetensors");
+    let r = incq(&[
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        ex.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ex.join("export.json")).unwrap()).unwrap();
+    assert_eq!(j["layers"].as_array().unwrap().len(), 5);
+    let cb = std::fs::read(&ckpt).unwrap();
+    let eb = std::fs::read(ex.join("model.safetensors")).unwrap();
+    let (c, e) = (
+        safetensors::SafeTensors::deserialize(&cb).unwrap(),
+        safetensors::SafeTensors::deserialize(&eb).unwrap(),
+    );
+    for l in layers {
+        let name = l["name"].as_str().unwrap();
+        let w: Vec<f32> = bytemuck::pod_collect_to_vec(c.tensor(name).unwrap().data());
+        let codes = e.tensor(&format!("{name}.codes")).unwrap();
+        assert_eq!(codes.dtype(), safetensors::Dtype::I8);
+        let n2 = i32::from_le_bytes(
+            e.tensor(&format!("{name}.n2")).unwrap().data()[..4]
+                .try_into()
+                .unwrap(),
+        );
+        assert!(e.tensor(name).is_err(), "{name} must be codes only");
+        for (x, &b) in w.iter().zip(codes.data()) {
+            // The README's numpy recipe: sign(c) * 2^(n2 + |c| - 1), 0 for c = 0.
+            let c = b as i8;
+            let v = if c == 0 {
+                0.0
+            } else {
+                f32::from(c.signum()) * 2f32.powi(n2 + i32::from(c.unsigned_abs()) - 1)
+            };
+            assert_eq!(v.to_bits(), x.to_bits(), "{name}: code {c}");
+        }
+    }
+    // eval on the export prints exactly what eval on the checkpoint prints.
+    let ev = |p: &Path| {
+        let r = incq(&[
+            "eval",
+            "--checkpoint",
+            p.to_str().unwrap(),
+            "--data-dir",
+            &ds,
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8_lossy(&r.stdout).to_string()
+    };
+    assert_eq!(ev(&ckpt), ev(&ex.join("model.safetensors")));
+
+    // Clear errors: exporting a float checkpoint, bad INQ flags.
+    let r = incq(&[
+        "export",
+        "--checkpoint",
+        float_ckpt.to_str().unwrap(),
+        "--out",
+        ex.to_str().unwrap(),
+    ]);
+    fails_with(&r, &["model.safetensors", "INQ"]);
+    for (flag, val, needle) in [
+        ("--bits", "9", "--bits"),
+        ("--portions", "0.5,0.4,1", "0.4"),
+        ("--partition", "magnitude", "--partition"),
+        ("--method", "ttq", "--method"),
+    ] {
+        let mut a = train_args(&ds, q.to_str().unwrap());
+        a.extend(["--method", "inq", flag, val]);
+        if flag == "--method" {
+            a.truncate(a.len() - 4);
+            a.extend([flag, val]);
+        }
+        fails_with(&incq(&a), &[flag, needle]);
+    }
+}

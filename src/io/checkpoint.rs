@@ -38,6 +38,17 @@ pub fn save(gpu: &Gpu, net: &Net, path: &Path, metadata: HashMap<String, String>
             bytemuck::cast_slice(&t.to_f32(gpu)?).to_vec(),
         ));
     }
+    // INQ masks (only where some weight is frozen), so that --resume keeps the partition.
+    for p in &net.params {
+        let m = p.mask.to_f32(gpu)?;
+        if m.contains(&0.0) {
+            data.push((
+                format!("mask.{}", p.name),
+                p.shape.clone(),
+                bytemuck::cast_slice(&m).to_vec(),
+            ));
+        }
+    }
     // Optimizer state, so that --resume continues exactly.
     for p in &net.params {
         let m = p.momentum.to_f32(gpu)?;
@@ -63,8 +74,19 @@ pub fn save(gpu: &Gpu, net: &Net, path: &Path, metadata: HashMap<String, String>
     write_atomic(path, &bytes)
 }
 
-/// Loads a checkpoint into `net` (names and shapes must match); returns its metadata.
+/// Loads a checkpoint into `net` (names and shapes must match), with its optimizer state and
+/// masks; returns its metadata.
 pub fn load(gpu: &Gpu, net: &Net, path: &Path) -> Result<HashMap<String, String>> {
+    load_impl(gpu, net, path, true)
+}
+
+/// Loads only the parameters and BN running stats of a checkpoint or an export (`--init`: the
+/// optimizer state and masks start fresh).
+pub fn load_weights(gpu: &Gpu, net: &Net, path: &Path) -> Result<HashMap<String, String>> {
+    load_impl(gpu, net, path, false)
+}
+
+fn load_impl(gpu: &Gpu, net: &Net, path: &Path, state: bool) -> Result<HashMap<String, String>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |msg: String| Error::File {
         path: path.to_path_buf(),
@@ -91,18 +113,30 @@ pub fn load(gpu: &Gpu, net: &Net, path: &Path) -> Result<HashMap<String, String>
         let vals: Vec<f32> = bytemuck::pod_collect_to_vec(v.data());
         t.write_f32(gpu, &vals)
     };
+    let has = |key: &str| st.names().iter().any(|n| *n == key);
     for p in &net.params {
-        put(&p.name, &p.w)?;
+        if !has(&p.name) && has(&format!("{}.codes", p.name)) {
+            p.w.write_f32(
+                gpu,
+                &crate::io::export::decode(&st, &p.name, p.len(), path)?,
+            )?;
+        } else {
+            put(&p.name, &p.w)?;
+        }
     }
     for (name, t) in &net.buffers {
         put(name, t)?;
+    }
+    if !state {
+        return Ok(meta.metadata().clone().unwrap_or_default());
     }
     for p in &net.params {
         for (key, t) in [
             (format!("optim.{}.momentum", p.name), &p.momentum),
             (format!("optim.{}.second", p.name), &p.second),
+            (format!("mask.{}", p.name), &p.mask),
         ] {
-            if st.names().iter().any(|n| **n == key) {
+            if has(&key) {
                 put(&key, t)?;
             }
         }
