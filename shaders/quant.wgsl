@@ -212,3 +212,285 @@ fn select_freeze(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         fmom[i] = 0.0;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// BinaryRelax / STE projections (Yin et al. 2018, shared/METHODS.md §A4), per row: a row is one
+// output channel (per-channel scales) or the whole layer. proj(w) = alpha_r * q(w) with integer
+// codes q; every statistic is one invocation per row, summing sequentially in f32, so that the CPU
+// twin reproduces it bit for bit.
+//
+//  - binary (mode 0): alpha = mean|w|, q = +1 for w >= 0 (and +0, -0), -1 for w < 0.
+//  - ternary TWN (mode 1): delta = 0.7 mean|w|; alpha = mean of the |w| > delta (0 if none);
+//    q = sign(w) [|w| > delta].
+//  - uniform K bits (mode 2): qmax = 2^(K-1) - 1; alpha0 = max|w| / qmax, then `iters` rounds of
+//    q = clamp(round(w / alpha), -qmax, qmax), alpha = <w, q> / <q, q>.
+//  - ternary exact (mode 3): over |w| sorted descending (relax_sort_*), the k maximising
+//    (sum of the top k)^2 / k (the first maximum); alpha = that sum / k, and q = sign(w) for
+//    |w| >= the k-th largest |w| with |w| > 0. This is the least-squares projection onto
+//    alpha {-1, 0, 1}^n.
+//  - power of two (mode 4): INQ's set from the row's max|w| at `bits`; stats hold (n1, n2).
+// relax_apply then writes u = (lambda proj(w) + w) / (lambda + 1) into w_eff, or proj(w) when
+// `hard` (phase II and STE).
+
+struct RelaxParams {
+    rows: u32,
+    row_len: u32,
+    mode: u32,
+    qmax: u32,
+    iters: u32,
+    hard: u32,
+    bits: u32,
+    padded: u32,
+    lambda: f32,
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
+}
+
+@group(0) @binding(0) var<uniform> rp: RelaxParams;
+
+// relax_stats: one workgroup of RL lanes per row. Lane l sums the elements l, l + RL, ... in
+// order, and the lanes' partials are combined by a fixed tree (tree_sum), so the CPU twin can
+// repeat every f32 operation. (A single invocation per row would be simpler, but lavapipe stops
+// any invocation after 65,535 loop iterations in total.) The exact ternary scan gives lane l the
+// contiguous chunk [l C, (l + 1) C) of the sorted row (C = ceil(L / RL)); lane 0 turns the chunk
+// sums into offsets in order, each lane scans its chunk from its offset, and lane 0 keeps the
+// first best over the lanes in order.
+@group(0) @binding(1) var<storage, read_write> rstats: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> rw: array<f32>;
+@group(0) @binding(3) var<storage, read> rkeys: array<u32>;
+
+const RL: u32 = 64u;
+var<workgroup> part: array<f32, 64>;
+var<workgroup> cnt: array<u32, 64>;
+var<workgroup> best_f: array<f32, 64>;
+var<workgroup> best_s: array<f32, 64>;
+var<workgroup> best_k: array<u32, 64>;
+var<workgroup> shared_alpha: f32;
+
+fn tree_sum(l: u32, v: f32) -> f32 {
+    part[l] = v;
+    workgroupBarrier();
+    for (var s = RL / 2u; s > 0u; s >>= 1u) {
+        if (l < s) { part[l] = part[l] + part[l + s]; }
+        workgroupBarrier();
+    }
+    let r = part[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn tree_max(l: u32, v: f32) -> f32 {
+    part[l] = v;
+    workgroupBarrier();
+    for (var s = RL / 2u; s > 0u; s >>= 1u) {
+        if (l < s) { part[l] = max(part[l], part[l + s]); }
+        workgroupBarrier();
+    }
+    let r = part[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn tree_count(l: u32, v: u32) -> u32 {
+    cnt[l] = v;
+    workgroupBarrier();
+    for (var s = RL / 2u; s > 0u; s >>= 1u) {
+        if (l < s) { cnt[l] = cnt[l] + cnt[l + s]; }
+        workgroupBarrier();
+    }
+    let r = cnt[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn relax_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l: u32) {
+    let r = wg.x;
+    let L = rp.row_len;
+    let base = r * L;
+    var st = vec2<f32>(0.0, 0.0);
+    let mode = rp.mode;
+    if (mode == 0u || mode == 1u) {
+        var s = 0.0;
+        for (var j = l; j < L; j += RL) { s = s + abs(rw[base + j]); }
+        let mean = tree_sum(l, s) / f32(L);
+        st = vec2<f32>(mean, 0.0);
+        if (mode == 1u) {
+            let delta = 0.7 * mean;
+            var t = 0.0;
+            var c = 0u;
+            for (var j = l; j < L; j += RL) {
+                let a = abs(rw[base + j]);
+                if (a > delta) { t = t + a; c = c + 1u; }
+            }
+            let tt = tree_sum(l, t);
+            let cc = tree_count(l, c);
+            var alpha = 0.0;
+            if (cc > 0u) { alpha = tt / f32(cc); }
+            st = vec2<f32>(alpha, delta);
+        }
+    } else if (mode == 2u) {
+        let qm = f32(rp.qmax);
+        var m = 0.0;
+        for (var j = l; j < L; j += RL) { m = max(m, abs(rw[base + j])); }
+        var alpha = tree_max(l, m) / qm;
+        for (var it = 0u; it < rp.iters; it++) {
+            if (alpha == 0.0) { break; }
+            var num = 0.0;
+            var den = 0.0;
+            for (var j = l; j < L; j += RL) {
+                let x = rw[base + j];
+                let q = clamp(round(x / alpha), -qm, qm);
+                num = num + x * q;
+                den = den + q * q;
+            }
+            let tn = tree_sum(l, num);
+            let td = tree_sum(l, den);
+            if (td > 0.0) { alpha = tn / td; }
+        }
+        st = vec2<f32>(alpha, 0.0);
+    } else if (mode == 3u) {
+        let kb = r * rp.padded;
+        let C = (L + RL - 1u) / RL;
+        let lo = min(l * C, L);
+        let hi = min(lo + C, L);
+        var s = 0.0;
+        for (var k = lo; k < hi; k++) { s = s + bitcast<f32>(rkeys[kb + k]); }
+        part[l] = s;
+        workgroupBarrier();
+        if (l == 0u) {
+            var off = 0.0;
+            for (var i = 0u; i < RL; i++) {
+                let c = part[i];
+                part[i] = off;
+                off = off + c;
+            }
+        }
+        workgroupBarrier();
+        s = part[l];
+        var bf = -1.0;
+        var bs = 0.0;
+        var bk = 0u;
+        for (var k = lo; k < hi; k++) {
+            s = s + bitcast<f32>(rkeys[kb + k]);
+            let f = (s * s) / f32(k + 1u);
+            if (f > bf) { bf = f; bs = s; bk = k + 1u; }
+        }
+        best_f[l] = bf;
+        best_s[l] = bs;
+        best_k[l] = bk;
+        workgroupBarrier();
+        if (l == 0u) {
+            var f = -1.0;
+            var sb = 0.0;
+            var kbest = 1u;
+            for (var i = 0u; i < RL; i++) {
+                if (best_k[i] > 0u && best_f[i] > f) { f = best_f[i]; sb = best_s[i]; kbest = best_k[i]; }
+            }
+            st = vec2<f32>(sb / f32(kbest), bitcast<f32>(rkeys[kb + kbest - 1u]));
+        }
+    } else {
+        var m = 0.0;
+        for (var j = l; j < L; j += RL) { m = max(m, abs(rw[base + j])); }
+        m = tree_max(l, m);
+        var n1 = -127;
+        if (m > 0.0 && is_finite(m)) {
+            let fe = frexp(m);
+            n1 = fe.exp - 1 + select(0, 1, fe.fract >= 0.75);
+        }
+        var n2 = n1 + 1 - (1 << (rp.bits - 2u));
+        if (n1 == -127) { n2 = -127; }
+        st = vec2<f32>(bitcast<f32>(n1), bitcast<f32>(n2));
+    }
+    if (l == 0u) { rstats[r] = st; }
+}
+
+// The projection of w in row r with that row's stats.
+fn relax_proj(x: f32, st: vec2<f32>) -> f32 {
+    let a = abs(x);
+    switch rp.mode {
+        case 0u: { return select(st.x, -st.x, x < 0.0); }
+        case 1u: {
+            if (a > st.y) { return select(st.x, -st.x, x < 0.0); }
+            return 0.0;
+        }
+        case 2u: {
+            if (st.x == 0.0) { return 0.0; }
+            let qm = f32(rp.qmax);
+            let q = clamp(round(x / st.x), -qm, qm);
+            if (q == 0.0) { return 0.0; } // +0: the set's zero carries no sign
+            return st.x * q;
+        }
+        case 3u: {
+            if (a >= st.y && a > 0.0) { return select(st.x, -st.x, x < 0.0); }
+            return 0.0;
+        }
+        default: {
+            return pow2_round(x, bitcast<i32>(st.x), bitcast<i32>(st.y));
+        }
+    }
+}
+
+// relax_apply
+@group(0) @binding(1) var<storage, read_write> reff: array<f32>;
+@group(0) @binding(2) var<storage, read> aw: array<f32>;
+@group(0) @binding(3) var<storage, read> astats: array<vec2<f32>>;
+
+@compute @workgroup_size(WG)
+fn relax_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= rp.rows * rp.row_len) { return; }
+    let x = aw[i];
+    let p = relax_proj(x, astats[i / rp.row_len]);
+    if (rp.hard != 0u) {
+        reff[i] = p;
+    } else {
+        reff[i] = (rp.lambda * p + x) / (rp.lambda + 1.0);
+    }
+}
+
+// relax_sort_init: keys[r * padded + j] = bits of |w[r * row_len + j]| (0 beyond row_len).
+// relax_sort_step: one compare-exchange stage (k, j) of a bitonic sort of every padded row into
+// descending order.
+@group(0) @binding(1) var<storage, read_write> skeys: array<u32>;
+@group(0) @binding(2) var<storage, read> sws: array<f32>;
+
+@compute @workgroup_size(WG)
+fn relax_sort_init(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= rp.rows * rp.padded) { return; }
+    let r = i / rp.padded;
+    let j = i % rp.padded;
+    var key = 0u;
+    if (j < rp.row_len) { key = bitcast<u32>(sws[r * rp.row_len + j]) & 0x7fffffffu; }
+    skeys[i] = key;
+}
+
+struct SortStep {
+    total: u32,
+    padded: u32,
+    k: u32,
+    j: u32,
+}
+
+@group(0) @binding(0) var<uniform> ss: SortStep;
+@group(0) @binding(1) var<storage, read_write> bkeys: array<u32>;
+
+@compute @workgroup_size(WG)
+fn relax_sort_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= ss.total) { return; }
+    let local = i % ss.padded;
+    let partner = local ^ ss.j;
+    if (partner <= local) { return; }
+    let a = bkeys[i];
+    let b = bkeys[i - local + partner];
+    // Blocks with (local & k) == 0 sort descending, the others ascending; the last stage
+    // (k = padded) is all descending.
+    let desc = (local & ss.k) == 0u;
+    if ((desc && a < b) || (!desc && a > b)) {
+        bkeys[i] = b;
+        bkeys[i - local + partner] = a;
+    }
+}

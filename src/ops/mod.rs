@@ -17,6 +17,7 @@ pub mod optim;
 pub mod pool;
 pub mod quant;
 pub mod reduce;
+pub mod relax;
 
 use std::sync::Arc;
 

@@ -15,3 +15,4 @@ pub mod optim;
 pub mod pool;
 pub mod quant;
 pub mod reduce;
+pub mod relax;
