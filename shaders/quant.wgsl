@@ -479,18 +479,22 @@ struct SortStep {
 
 @compute @workgroup_size(WG)
 fn relax_sort_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= ss.total) { return; }
-    let local = i % ss.padded;
-    let partner = local ^ ss.j;
-    if (partner <= local) { return; }
-    let a = bkeys[i];
-    let b = bkeys[i - local + partner];
-    // Blocks with (local & k) == 0 sort descending, the others ascending; the last stage
+    // One invocation per compare-exchange pair: pair t of a row is (lo, lo + j).
+    let t = gid.x + gid.y * nwg.x * WG;
+    if (t >= ss.total / 2u) { return; }
+    let half = ss.padded / 2u;
+    let row = t / half;
+    let tt = t % half;
+    let lo = (tt / ss.j) * 2u * ss.j + tt % ss.j;
+    let a_i = row * ss.padded + lo;
+    let b_i = a_i + ss.j;
+    let a = bkeys[a_i];
+    let b = bkeys[b_i];
+    // Blocks with (lo & k) == 0 sort descending, the others ascending; the last stage
     // (k = padded) is all descending.
-    let desc = (local & ss.k) == 0u;
+    let desc = (lo & ss.k) == 0u;
     if ((desc && a < b) || (!desc && a > b)) {
-        bkeys[i] = b;
-        bkeys[i - local + partner] = a;
+        bkeys[a_i] = b;
+        bkeys[b_i] = a;
     }
 }

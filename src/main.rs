@@ -60,10 +60,10 @@ enum Cmd {
     },
     /// Train a model (default: LeNet-BN on the bundled MNIST).
     Train(Box<TrainArgs>),
-    /// Export a finished INQ checkpoint as int8 codes plus each layer's (n1, n2), in
-    /// safetensors, with a JSON summary.
+    /// Export a quantized checkpoint (INQ, or BinaryRelax/STE in phase II) as int8 codes plus
+    /// each row's (n1, n2) or scale, in safetensors, with a JSON summary.
     Export {
-        /// A model.safetensors written by `incq train --method inq`.
+        /// A model.safetensors written by `incq train --method inq|binary-relax|ste`.
         #[arg(long)]
         checkpoint: PathBuf,
         /// Output directory (model.safetensors, export.json).
@@ -139,7 +139,7 @@ struct TrainArgs {
     /// Use each device's default kernel variants instead of the autotuner's choices.
     #[arg(long)]
     no_tune: bool,
-    /// float (default) or inq (incremental quantization to powers of two).
+    /// float (default), inq (incremental quantization to powers of two), binary-relax or ste.
     #[arg(long)]
     method: Option<String>,
     /// Start from this checkpoint's weights and BN statistics (the normal start of INQ).
@@ -157,9 +157,27 @@ struct TrainArgs {
     /// INQ: pruning (largest |w| first, default) or random.
     #[arg(long)]
     partition: Option<String>,
-    /// INQ: keep the first and last weight layers in float.
+    /// INQ, BinaryRelax, STE: keep the first and last weight layers in float.
     #[arg(long)]
     float_first_last: bool,
+    /// BinaryRelax, STE: binary, ternary (exact), ternary-twn, uniform:K or pow2:K.
+    #[arg(long)]
+    quant: Option<String>,
+    /// BinaryRelax: initial λ (default 1).
+    #[arg(long)]
+    lambda0: Option<f32>,
+    /// BinaryRelax: λ growth factor ρ (default 1.04).
+    #[arg(long)]
+    rho: Option<f32>,
+    /// BinaryRelax: apply ρ per epoch (default, as the official code) or per step.
+    #[arg(long)]
+    lambda_growth: Option<String>,
+    /// BinaryRelax: hard quantization (phase II) from this epoch on (0-based).
+    #[arg(long)]
+    hard_from_epoch: Option<usize>,
+    /// BinaryRelax, STE: one scale per output channel.
+    #[arg(long)]
+    per_channel: bool,
 }
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
@@ -212,6 +230,25 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     }
     if a.float_first_last {
         cfg.inq.float_first_last = true;
+        cfg.relax.float_first_last = true;
+    }
+    if let Some(q) = &a.quant {
+        cfg.relax.quant = q.clone();
+    }
+    if let Some(l) = a.lambda0 {
+        cfg.relax.lambda0 = l;
+    }
+    if let Some(r) = a.rho {
+        cfg.relax.rho = r;
+    }
+    if let Some(g) = &a.lambda_growth {
+        cfg.relax.growth = g.clone();
+    }
+    if let Some(e) = a.hard_from_epoch {
+        cfg.relax.hard_from_epoch = e;
+    }
+    if a.per_channel {
+        cfg.relax.per_channel = true;
     }
     if a.data_dir.is_some() {
         cfg.data_dir = a.data_dir.clone();
@@ -489,12 +526,17 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Export { checkpoint, out } => {
             let s = incq::io::export::export(&checkpoint, &out)?;
             for l in &s.layers {
+                let set = if l.scale.is_empty() {
+                    format!("n1 {:?} n2 {:?}", l.n1, l.n2)
+                } else if l.rows == 1 {
+                    format!("scale {:e}", l.scale[0])
+                } else {
+                    format!("{} per-channel scales", l.rows)
+                };
                 println!(
-                    "{:<28} {:?} n1 {} n2 {} {} distinct values, {:.1}% zero",
+                    "{:<28} {:?} {set}: {} distinct codes, {:.1}% zero",
                     l.name,
                     l.shape,
-                    l.n1,
-                    l.n2,
                     l.distinct_values,
                     100.0 * l.zero_share
                 );

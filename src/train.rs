@@ -19,6 +19,7 @@ use crate::graph::model::Model;
 use crate::graph::plan::{Net, OptimConfig, Plan};
 use crate::io::checkpoint;
 use crate::schedule::inq::{Inq, InqConfig, LayerReport};
+use crate::schedule::relax::{Relax, RelaxConfig, RelaxLayerReport};
 use crate::schedule::Method;
 
 /// Learning-rate schedule.
@@ -62,6 +63,8 @@ pub struct TrainConfig {
     pub method: String,
     /// INQ's settings (`[inq]` in a config file), used when `method` is `inq`.
     pub inq: InqConfig,
+    /// BinaryRelax's and STE's settings (`[relax]`).
+    pub relax: RelaxConfig,
     /// Start from this checkpoint's weights and BN statistics (optimizer state starts fresh).
     pub init: Option<PathBuf>,
 }
@@ -89,6 +92,7 @@ impl Default for TrainConfig {
             tune: true,
             method: "float".into(),
             inq: InqConfig::default(),
+            relax: RelaxConfig::default(),
             init: None,
         }
     }
@@ -116,7 +120,18 @@ pub struct Summary {
     pub init_test_accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inq: Option<InqSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relax: Option<RelaxSummary>,
     pub wall_seconds: f64,
+}
+
+/// The BinaryRelax / STE part of summary.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RelaxSummary {
+    pub config: RelaxConfig,
+    /// λ in force during each epoch (null: hard projection).
+    pub lambda_per_epoch: Vec<Option<f32>>,
+    pub layers: Vec<RelaxLayerReport>,
 }
 
 /// The INQ part of summary.json.
@@ -244,8 +259,12 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
             cfg.inq.validate()?;
             cfg.inq.total_epochs()
         }
+        Method::BinaryRelax | Method::Ste => {
+            cfg.relax.validate()?;
+            cfg.epochs
+        }
     };
-    if epochs == 0 && method == Method::Float {
+    if epochs == 0 && method != Method::Inq {
         return Err(Error::BadArg {
             flag: "--epochs".into(),
             msg: "must be at least 1".into(),
@@ -278,7 +297,7 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         });
     }
     let model = Model::by_name(&cfg.model, (train_d.c, train_d.h, train_d.w), 10)?;
-    let net = Net::new(gpu, &model, cfg.seed)?;
+    let mut net = Net::new(gpu, &model, cfg.seed)?;
     let opt = OptimConfig {
         lr: cfg.lr,
         momentum: cfg.momentum,
@@ -295,6 +314,29 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
             }
         },
     };
+    // Weights first (a schedule's w_eff starts as a copy of them), then the schedule, then plans.
+    let mut first_epoch = 0;
+    if let Some(dir) = resume {
+        let meta = checkpoint::load(gpu, &net, &dir.join("model.safetensors"))?;
+        first_epoch = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+    } else if let Some(init) = &cfg.init {
+        checkpoint::load_weights(gpu, &net, init).map_err(|e| match e {
+            Error::File { path, msg } => Error::File {
+                path,
+                msg: format!("--init: {msg}"),
+            },
+            e => e,
+        })?;
+    }
+    let mut relax = match method {
+        Method::BinaryRelax | Method::Ste => Some(Relax::new(
+            gpu,
+            &mut net,
+            &cfg.relax,
+            method == Method::Ste,
+        )?),
+        _ => None,
+    };
     let tuner = crate::tune::Tuner::new(gpu, cfg.tune);
     let mut plan = Plan::new_tuned(gpu, &net, cfg.batch, Some(opt), &tuner)?;
     let eval_plan = Plan::new_tuned(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None, &tuner)?;
@@ -310,24 +352,14 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         &plan.labels,
     )?;
 
-    let mut first_epoch = 0;
     let mut init_test_accuracy = None;
-    if let Some(dir) = resume {
-        let meta = checkpoint::load(gpu, &net, &dir.join("model.safetensors"))?;
-        first_epoch = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
-    } else if let Some(init) = &cfg.init {
-        checkpoint::load_weights(gpu, &net, init).map_err(|e| match e {
-            Error::File { path, msg } => Error::File {
-                path,
-                msg: format!("--init: {msg}"),
-            },
-            e => e,
-        })?;
+    if resume.is_none() && cfg.init.is_some() {
+        // w_eff is still a plain copy of the loaded weights here.
         init_test_accuracy = Some(evaluate(gpu, &eval_plan, &test_g)?.1);
     }
     let mut inq = match method {
         Method::Inq => Some(Inq::new(gpu, &net, &cfg.inq, cfg.seed)?),
-        Method::Float => None,
+        _ => None,
     };
     let log_path = cfg.out.join("metrics.jsonl");
     let file = std::fs::OpenOptions::new()
@@ -370,6 +402,7 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         method: cfg.method.clone(),
         init_test_accuracy,
         inq: None,
+        relax: None,
         wall_seconds: 0.0,
     };
     let mut after_partition = Vec::new();
@@ -388,6 +421,15 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         meta.insert("inq.layers".to_string(), q.layer_names(&net).join(","));
         meta.insert("inq.final".to_string(), "0".to_string());
     }
+    if let Some(r) = &relax {
+        meta.insert("relax.quant".to_string(), r.cfg.quant.clone());
+        meta.insert("relax.layers".to_string(), r.layer_names(&net).join(","));
+        meta.insert(
+            "relax.per_channel".to_string(),
+            r.cfg.per_channel.to_string(),
+        );
+    }
+    let mut lambda_per_epoch = Vec::new();
     let mut partition = |inq: &mut Inq, phase: usize, log: &mut Log| -> Result<()> {
         inq.apply_phase(gpu, phase)?;
         let (_, acc) = evaluate(gpu, &eval_plan, &test_g)?;
@@ -419,6 +461,22 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
                 partition(q, phase, &mut log)?;
             }
         }
+        if let Some(r) = relax.as_mut() {
+            let (lambda, hard) = r.lambda_at(epoch, epoch * steps);
+            r.set_lambda(gpu, lambda, hard);
+            lambda_per_epoch.push((!hard).then_some(lambda));
+            let what = if hard {
+                "hard projection (phase II)".to_string()
+            } else if r.cfg.growth == "step" {
+                format!("λ from {lambda:.3} growing per step")
+            } else {
+                format!("λ = {lambda:.3}")
+            };
+            eprintln!("{} epoch {}: {what}", cfg.method, epoch + 1);
+            log.line(serde_json::json!({
+                "kind": "lambda", "epoch": epoch + 1, "lambda": (!hard).then_some(lambda),
+            }))?;
+        }
         let perm = permutation(
             train_g.n,
             cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
@@ -449,7 +507,16 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
                 gpu,
                 &train_g.params(cfg.batch, step * cfg.batch, augment, seed32),
             );
+            if let Some(r) = relax.as_mut() {
+                if r.cfg.growth == "step" {
+                    let (lambda, hard) = r.lambda_at(epoch, epoch * steps + step);
+                    r.set_lambda(gpu, lambda, hard);
+                }
+            }
             gpu.run_pass("train step", |pass| {
+                if let Some(r) = &relax {
+                    r.encode(pass);
+                }
                 gather.encode(pass);
                 plan.encode_train(pass);
             });
@@ -473,6 +540,10 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         total_time += secs;
         total_images += steps * cfg.batch;
         let (train_loss, train_acc, _) = plan.read_metrics(gpu)?;
+        if let Some(r) = &relax {
+            // Eval and the checkpoint see w_eff of the final weights: u in phase I, proj(w) in II.
+            r.refresh(gpu);
+        }
         let (test_loss, test_acc) = evaluate(gpu, &eval_plan, &test_g)?;
         let ips = (steps * cfg.batch) as f64 / secs;
         eprintln!(
@@ -488,13 +559,35 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         }))?;
         meta.insert("epoch".to_string(), (epoch + 1).to_string());
         meta.insert("test_accuracy".to_string(), format!("{test_acc}"));
-        checkpoint::save(gpu, &net, &cfg.out.join("model.safetensors"), meta.clone())?;
+        if let Some(r) = &relax {
+            let hard = r.lambda_at(epoch, (epoch + 1) * steps).1;
+            meta.insert("relax.hard".to_string(), u8::from(hard).to_string());
+        }
+        let extra = relax
+            .as_ref()
+            .map(|r| r.extra_tensors(&net))
+            .unwrap_or_default();
+        checkpoint::save(
+            gpu,
+            &net,
+            &cfg.out.join("model.safetensors"),
+            meta.clone(),
+            &extra,
+        )?;
         summary.train_loss = train_loss;
         summary.train_accuracy = train_acc;
         summary.test_loss = test_loss;
         summary.test_accuracy = test_acc;
     }
+    if let Some(r) = &relax {
+        summary.relax = Some(RelaxSummary {
+            config: r.cfg.clone(),
+            lambda_per_epoch,
+            layers: r.report(gpu, &net)?,
+        });
+    }
     if let Some(q) = inq.as_mut() {
+        let extra = Vec::new();
         // The last partition quantizes 100 %; no training follows.
         let last = q.cfg.portions.len() - 1;
         partition(q, last, &mut log)?;
@@ -516,7 +609,13 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         meta.insert("inq.final".to_string(), "1".to_string());
         meta.insert("epoch".to_string(), epochs.to_string());
         meta.insert("test_accuracy".to_string(), format!("{test_acc}"));
-        checkpoint::save(gpu, &net, &cfg.out.join("model.safetensors"), meta.clone())?;
+        checkpoint::save(
+            gpu,
+            &net,
+            &cfg.out.join("model.safetensors"),
+            meta.clone(),
+            &extra,
+        )?;
         summary.test_loss = test_loss;
         summary.test_accuracy = test_acc;
         summary.inq = Some(InqSummary {
@@ -540,7 +639,7 @@ pub fn eval_checkpoint(gpu: &Gpu, cfg: &TrainConfig, path: &Path) -> Result<(f64
     let test_d = load_data(cfg, false)?;
     let model = Model::by_name(&cfg.model, (test_d.c, test_d.h, test_d.w), 10)?;
     let net = Net::new(gpu, &model, 0)?;
-    checkpoint::load(gpu, &net, path)?;
+    checkpoint::load_for_eval(gpu, &net, path)?;
     // The same tuner cache as training, so eval runs the same kernel variants.
     let tuner = crate::tune::Tuner::new(gpu, cfg.tune);
     let plan = Plan::new_tuned(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None, &tuner)?;

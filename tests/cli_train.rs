@@ -559,3 +559,111 @@ fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
         fails_with(&incq(&a), &[flag, needle]);
     }
 }
+
+#[test]
+fn binary_relax_and_ste_train_export_and_eval_reproduce_it() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp("relax");
+    mnist_like(&d, 200, 50);
+    let ds = d.to_str().unwrap().to_string();
+    let fl = d.join("float");
+    let r = incq(&train_args(&ds, fl.to_str().unwrap()));
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let init = fl.join("model.safetensors");
+    for (method, quant, levels) in [
+        ("binary-relax", "ternary", 3),
+        ("ste", "binary", 2),
+        ("binary-relax", "uniform:3", 7),
+    ] {
+        let out = d.join(format!("{method}-{quant}").replace(':', ""));
+        let mut a = train_args(&ds, out.to_str().unwrap());
+        a[6] = "2";
+        a.extend([
+            "--method",
+            method,
+            "--quant",
+            quant,
+            "--init",
+            init.to_str().unwrap(),
+            "--hard-from-epoch",
+            "1",
+            "--per-channel",
+        ]);
+        let r = incq(&a);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        let lam = s["relax"]["lambda_per_epoch"].as_array().unwrap();
+        assert_eq!(lam.len(), 2);
+        assert!(lam[1].is_null(), "epoch 2 is phase II");
+        assert_eq!(lam[0].is_null(), method == "ste");
+        for l in s["relax"]["layers"].as_array().unwrap() {
+            assert!(
+                l["max_distinct_per_row"].as_u64().unwrap() <= levels,
+                "{method} {quant}: {l}"
+            );
+            assert_eq!(
+                l["alpha"].as_array().unwrap().len(),
+                l["rows"].as_u64().unwrap() as usize
+            );
+        }
+        let ex = out.join("export");
+        let ckpt = out.join("model.safetensors");
+        let r = incq(&[
+            "export",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--out",
+            ex.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let ev = |p: &Path| {
+            let r = incq(&[
+                "eval",
+                "--checkpoint",
+                p.to_str().unwrap(),
+                "--data-dir",
+                &ds,
+            ]);
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+            String::from_utf8_lossy(&r.stdout).to_string()
+        };
+        let (a, b) = (ev(&ckpt), ev(&ex.join("model.safetensors")));
+        assert_eq!(a, b, "{method} {quant}");
+        assert!(
+            a.contains(&format!(
+                "{:.2}%",
+                100.0 * s["test_accuracy"].as_f64().unwrap()
+            )),
+            "{a} vs {s}"
+        );
+    }
+    // A phase-I checkpoint is not exportable; bad flags name themselves.
+    let out = d.join("phase1");
+    let mut a = train_args(&ds, out.to_str().unwrap());
+    a.extend(["--method", "binary-relax", "--hard-from-epoch", "5"]);
+    let r = incq(&a);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    fails_with(
+        &incq(&[
+            "export",
+            "--checkpoint",
+            out.join("model.safetensors").to_str().unwrap(),
+            "--out",
+            d.join("x").to_str().unwrap(),
+        ]),
+        &["model.safetensors", "phase I"],
+    );
+    for (flag, val) in [
+        ("--quant", "quaternary"),
+        ("--quant", "uniform:9"),
+        ("--rho", "0.5"),
+        ("--lambda-growth", "hourly"),
+    ] {
+        let mut a = train_args(&ds, out.to_str().unwrap());
+        a.extend(["--method", "binary-relax", flag, val]);
+        fails_with(&incq(&a), &[flag, val]);
+    }
+}

@@ -19,11 +19,14 @@ use crate::ops::pool::{self, PoolShape};
 use crate::ops::reduce::{reduce, ReduceOp, ReduceShape};
 use crate::ops::{loss, Dispatch, Op};
 
-/// How forward reads a weight tensor. Schedules add modes (INQ's pow2, BinaryRelax's relaxed...).
+/// How forward reads a weight tensor.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum WeightMode {
-    /// `w_eff` is `w`.
+    /// `w_eff` is `w` (float training, and INQ, which stores frozen weights already quantized).
     Float,
+    /// `w_eff` is its own buffer, rewritten from `w` by a schedule's kernel at the start of every
+    /// step (BinaryRelax's relaxed weights, STE's projection); the gradient updates `w`.
+    Derived,
 }
 
 /// How a layer's activations are quantized after its ReLU. Schedules add modes.
@@ -42,6 +45,8 @@ pub struct Param {
     /// Adam's second moment (Adam uses `momentum` as its first moment).
     pub second: Tensor,
     pub mask: Tensor,
+    /// What forward reads in `Derived` mode.
+    pub eff: Option<Tensor>,
     pub mode: WeightMode,
     /// Weight decay applies (conv and linear weights; not BN affine parameters or biases).
     pub decay: bool,
@@ -50,8 +55,9 @@ pub struct Param {
 impl Param {
     /// What forward reads.
     pub fn w_eff(&self) -> &Tensor {
-        match self.mode {
-            WeightMode::Float => &self.w,
+        match (&self.mode, &self.eff) {
+            (WeightMode::Derived, Some(e)) => e,
+            _ => &self.w,
         }
     }
     pub fn len(&self) -> usize {
@@ -226,10 +232,26 @@ impl Net {
             momentum: Tensor::from_f32(gpu, &format!("{name}.momentum"), &[n], &vec![0.0; n])?,
             second: Tensor::from_f32(gpu, &format!("{name}.second"), &[n], &vec![0.0; n])?,
             mask: Tensor::from_f32(gpu, &format!("{name}.mask"), &[n], &vec![1.0; n])?,
+            eff: None,
             mode: WeightMode::Float,
             decay,
         });
         Ok(self.params.len() - 1)
+    }
+
+    /// Gives parameter `i` its own `w_eff` buffer (a copy of `w` until a schedule rewrites it).
+    /// Plans built afterwards read it in forward and backward.
+    pub fn derive(&mut self, gpu: &Gpu, i: usize) -> Result<()> {
+        let p = &mut self.params[i];
+        if p.eff.is_none() {
+            let t = Tensor::empty(gpu, &format!("{}.eff", p.name), &[p.len()], DType::F32)?;
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(&p.w.buf, 0, &t.buf, 0, p.w.bytes());
+            gpu.queue.submit([enc.finish()]);
+            p.eff = Some(t);
+        }
+        p.mode = WeightMode::Derived;
+        Ok(())
     }
 
     /// Total number of trainable values.

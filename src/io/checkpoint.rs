@@ -9,7 +9,8 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
-use crate::graph::plan::Net;
+use crate::gpu::Tensor;
+use crate::graph::plan::{Net, WeightMode};
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -21,14 +22,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// Reads every tensor of `net` back and saves it with `metadata` (strings) to `path`.
-pub fn save(gpu: &Gpu, net: &Net, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+/// Reads every tensor of `net` back and saves it with `metadata` (strings) and a schedule's
+/// `extra` tensors (name, shape, tensor) to `path`. A parameter with its own `w_eff` is saved
+/// twice: the trained float weights under its name, and what forward reads as `eff.{name}`.
+pub fn save(
+    gpu: &Gpu,
+    net: &Net,
+    path: &Path,
+    metadata: HashMap<String, String>,
+    extra: &[(String, Vec<usize>, &Tensor)],
+) -> Result<()> {
     let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for p in &net.params {
         data.push((
             p.name.clone(),
             p.shape.clone(),
             bytemuck::cast_slice(&p.w.to_f32(gpu)?).to_vec(),
+        ));
+        if let (WeightMode::Derived, Some(e)) = (p.mode, &p.eff) {
+            data.push((
+                format!("eff.{}", p.name),
+                p.shape.clone(),
+                bytemuck::cast_slice(&e.to_f32(gpu)?).to_vec(),
+            ));
+        }
+    }
+    for (name, shape, t) in extra {
+        data.push((
+            name.clone(),
+            shape.clone(),
+            bytemuck::cast_slice(&t.to_f32(gpu)?).to_vec(),
         ));
     }
     for (name, t) in &net.buffers {
@@ -75,18 +98,30 @@ pub fn save(gpu: &Gpu, net: &Net, path: &Path, metadata: HashMap<String, String>
 }
 
 /// Loads a checkpoint into `net` (names and shapes must match), with its optimizer state and
-/// masks; returns its metadata.
+/// masks, to continue training it; returns its metadata.
 pub fn load(gpu: &Gpu, net: &Net, path: &Path) -> Result<HashMap<String, String>> {
-    load_impl(gpu, net, path, true)
+    load_impl(gpu, net, path, true, false)
 }
 
 /// Loads only the parameters and BN running stats of a checkpoint or an export (`--init`: the
 /// optimizer state and masks start fresh).
 pub fn load_weights(gpu: &Gpu, net: &Net, path: &Path) -> Result<HashMap<String, String>> {
-    load_impl(gpu, net, path, false)
+    load_impl(gpu, net, path, false, false)
 }
 
-fn load_impl(gpu: &Gpu, net: &Net, path: &Path, state: bool) -> Result<HashMap<String, String>> {
+/// Loads what a checkpoint's forward pass reads (`eff.{name}` where a schedule saved one) into a
+/// float `net`, for evaluation.
+pub fn load_for_eval(gpu: &Gpu, net: &Net, path: &Path) -> Result<HashMap<String, String>> {
+    load_impl(gpu, net, path, false, true)
+}
+
+fn load_impl(
+    gpu: &Gpu,
+    net: &Net,
+    path: &Path,
+    state: bool,
+    eff: bool,
+) -> Result<HashMap<String, String>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |msg: String| Error::File {
         path: path.to_path_buf(),
@@ -115,7 +150,10 @@ fn load_impl(gpu: &Gpu, net: &Net, path: &Path, state: bool) -> Result<HashMap<S
     };
     let has = |key: &str| st.names().iter().any(|n| *n == key);
     for p in &net.params {
-        if !has(&p.name) && has(&format!("{}.codes", p.name)) {
+        let e = format!("eff.{}", p.name);
+        if eff && has(&e) {
+            put(&e, &p.w)?;
+        } else if !has(&p.name) && has(&format!("{}.codes", p.name)) {
             p.w.write_f32(
                 gpu,
                 &crate::io::export::decode(&st, &p.name, p.len(), path)?,

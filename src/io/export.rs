@@ -1,8 +1,14 @@
-//! `incq export`: a quantized checkpoint as integer codes. For every INQ layer the export holds
-//! `{name}.codes` (int8, the weight's shape: 0 for zero, sign · (k − n2 + 1) for ±2^k) and
-//! `{name}.n1`, `{name}.n2` (int32, one value each); every other tensor (BN, biases, float layers,
-//! running stats) stays f32 under its own name, so the file is a complete model that `incq eval`
-//! loads exactly. A JSON summary sits beside it. Host-only: it reads and writes files.
+//! `incq export`: a quantized checkpoint as integer codes. Every quantized layer becomes
+//! `{name}.codes` (int8, the weight's shape) plus either
+//!  - power-of-two sets (INQ, and BinaryRelax/STE with pow2:K): `{name}.n1`, `{name}.n2` (int32,
+//!    one per row); code 0 is 0 and c is sign(c) · 2^(n2 + |c| − 1);
+//!  - scaled sets (binary, ternary, uniform): `{name}.scale` (f32, one per row); the weight is
+//!    scale[row] · c.
+//!
+//! A row is an output channel with per-channel scales, else the whole layer. Every other tensor
+//! (BN, biases, float layers, running stats) stays f32 under its own name, so the file is a complete
+//! model that `incq eval` loads exactly. A JSON summary sits beside it. Host-only: it reads and
+//! writes files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +18,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::io::checkpoint::write_atomic;
+use crate::ops::relax::Proj;
 use crate::schedule::inq::{pow2_code, pow2_decode};
 
 /// One exported layer.
@@ -19,9 +26,16 @@ use crate::schedule::inq::{pow2_code, pow2_decode};
 pub struct ExportLayer {
     pub name: String,
     pub shape: Vec<usize>,
-    pub n1: i32,
-    pub n2: i32,
-    pub bits: u32,
+    /// Rows sharing a scale or an exponent range (1: the whole layer).
+    pub rows: usize,
+    /// Power-of-two sets: per row n1 and n2.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub n1: Vec<i32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub n2: Vec<i32>,
+    /// Scaled sets: per row scale.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scale: Vec<f32>,
     pub distinct_values: usize,
     pub zero_share: f64,
 }
@@ -32,6 +46,7 @@ pub struct ExportSummary {
     pub source: PathBuf,
     pub model: String,
     pub method: String,
+    pub quant: String,
     pub code_format: String,
     pub layers: Vec<ExportLayer>,
     pub float_tensors: Vec<String>,
@@ -46,8 +61,24 @@ fn bad(path: &Path, msg: String) -> Error {
     }
 }
 
-/// Reads `ckpt` (a finished INQ checkpoint) and writes `out/model.safetensors` and
-/// `out/export.json`.
+const POW2_FORMAT: &str = "int8 c per weight: 0 -> 0, else sign(c) * 2^(n2[row] + |c| - 1)";
+const SCALE_FORMAT: &str = "int8 c per weight: scale[row] * c";
+
+fn f32s(st: &SafeTensors<'_>, name: &str, path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let v = st
+        .tensor(name)
+        .map_err(|_| bad(path, format!("has no tensor '{name}'")))?;
+    if v.dtype() != Dtype::F32 {
+        return Err(bad(
+            path,
+            format!("tensor '{name}' is {:?}, expected f32", v.dtype()),
+        ));
+    }
+    Ok((v.shape().to_vec(), bytemuck::pod_collect_to_vec(v.data())))
+}
+
+/// Reads `ckpt` (a finished INQ, BinaryRelax phase-II or STE checkpoint) and writes
+/// `out/model.safetensors` and `out/export.json`.
 pub fn export(ckpt: &Path, out: &Path) -> Result<ExportSummary> {
     let bytes = std::fs::read(ckpt).map_err(|e| Error::io(ckpt, e))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
@@ -55,31 +86,51 @@ pub fn export(ckpt: &Path, out: &Path) -> Result<ExportSummary> {
     let meta = header.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(ckpt, format!("not a safetensors file: {e}")))?;
-    if meta.get("method").map(String::as_str) != Some("inq") {
-        return Err(bad(
-            ckpt,
-            "is not an INQ checkpoint (metadata 'method' is not 'inq'); export needs `incq train --method inq`".into(),
-        ));
-    }
-    if meta.get("inq.final").map(String::as_str) != Some("1") {
-        return Err(bad(
-            ckpt,
-            "is an INQ checkpoint from before the last phase; not every weight is quantized yet (finish or --resume the run)".into(),
-        ));
-    }
-    let bits: u32 = meta
-        .get("inq.bits")
-        .and_then(|b| b.parse().ok())
-        .ok_or_else(|| bad(ckpt, "has no 'inq.bits' metadata".into()))?;
-    let qnames: Vec<String> = meta
-        .get("inq.layers")
-        .map(|l| {
-            l.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let method = meta.get("method").cloned().unwrap_or_default();
+    let list = |key: &str| -> Vec<String> {
+        meta.get(key)
+            .map(|l| {
+                l.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (qnames, quant) = match method.as_str() {
+        "inq" => {
+            if meta.get("inq.final").map(String::as_str) != Some("1") {
+                return Err(bad(
+                    ckpt,
+                    "is an INQ checkpoint from before the last phase; not every weight is quantized yet (finish or --resume the run)".into(),
+                ));
+            }
+            let bits = meta
+                .get("inq.bits")
+                .ok_or_else(|| bad(ckpt, "has no 'inq.bits' metadata".into()))?;
+            (list("inq.layers"), format!("pow2:{bits}"))
+        }
+        "binary-relax" | "ste" => {
+            if meta.get("relax.hard").map(String::as_str) != Some("1") {
+                return Err(bad(
+                    ckpt,
+                    "is a BinaryRelax checkpoint from phase I (relaxed weights are not quantized); export one from phase II (--hard-from-epoch)".into(),
+                ));
+            }
+            let q = meta
+                .get("relax.quant")
+                .ok_or_else(|| bad(ckpt, "has no 'relax.quant' metadata".into()))?;
+            (list("relax.layers"), q.clone())
+        }
+        _ => {
+            return Err(bad(
+                ckpt,
+                format!("is not a quantized checkpoint (method '{method}'); export needs `incq train --method inq|binary-relax|ste`"),
+            ))
+        }
+    };
+    let proj = Proj::parse(&quant)?;
+    let pow2 = matches!(proj, Proj::Pow2 { .. });
     std::fs::create_dir_all(out).map_err(|e| bad(out, format!("--out: cannot create: {e}")))?;
 
     let mut data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -89,50 +140,83 @@ pub fn export(ckpt: &Path, out: &Path) -> Result<ExportSummary> {
     let mut names: Vec<String> = st.names().into_iter().cloned().collect();
     names.sort();
     for name in names {
-        if name.starts_with("optim.") || name.starts_with("mask.") {
+        let aux = ["optim.", "mask.", "eff.", "relax."];
+        if aux.iter().any(|p| name.starts_with(p)) {
             continue;
         }
-        let v = st
-            .tensor(&name)
-            .map_err(|e| bad(ckpt, format!("{name}: {e}")))?;
-        if v.dtype() != Dtype::F32 {
-            return Err(bad(
-                ckpt,
-                format!("tensor '{name}' is {:?}, expected f32", v.dtype()),
-            ));
-        }
-        let w: Vec<f32> = bytemuck::pod_collect_to_vec(v.data());
         if !qnames.contains(&name) {
-            bytes_float += v.data().len();
+            let (shape, v) = f32s(&st, &name, ckpt)?;
+            bytes_float += v.len() * 4;
             float_tensors.push(name.clone());
-            data.push((name, Dtype::F32, v.shape().to_vec(), v.data().to_vec()));
+            data.push((name, Dtype::F32, shape, bytemuck::cast_slice(&v).to_vec()));
             continue;
         }
-        let get = |k: &str| -> Result<i32> {
-            meta.get(&format!("inq.{name}.{k}"))
-                .and_then(|x| x.parse().ok())
-                .ok_or_else(|| bad(ckpt, format!("has no 'inq.{name}.{k}' metadata")))
+        // What forward reads: INQ stores it as the weights, BinaryRelax/STE as eff.{name}.
+        let (shape, w) = if method == "inq" {
+            f32s(&st, &name, ckpt)?
+        } else {
+            f32s(&st, &format!("eff.{name}"), ckpt)?
         };
-        let (n1, n2) = (get("n1")?, get("n2")?);
+        let (rows, stats) = if method == "inq" {
+            let get = |k: &str| -> Result<i32> {
+                meta.get(&format!("inq.{name}.{k}"))
+                    .and_then(|x| x.parse().ok())
+                    .ok_or_else(|| bad(ckpt, format!("has no 'inq.{name}.{k}' metadata")))
+            };
+            let (n1, n2) = (get("n1")?, get("n2")?);
+            (
+                1,
+                vec![(f32::from_bits(n1 as u32), f32::from_bits(n2 as u32))],
+            )
+        } else {
+            let (s, v) = f32s(&st, &format!("relax.{name}.stats"), ckpt)?;
+            let rows = s.first().copied().unwrap_or(0);
+            if rows == 0 || v.len() != 2 * rows || !w.len().is_multiple_of(rows) {
+                return Err(bad(ckpt, format!("'relax.{name}.stats' has shape {s:?}")));
+            }
+            (rows, v.chunks(2).map(|c| (c[0], c[1])).collect())
+        };
+        let row_len = w.len() / rows;
         let mut codes = Vec::with_capacity(w.len());
         for (i, &x) in w.iter().enumerate() {
-            codes.push(pow2_code(x, n1, n2).ok_or_else(|| {
-                bad(
-                    ckpt,
-                    format!(
-                        "{name}[{i}] = {x:e} is not in the layer's set {{0, ±2^{n2}..±2^{n1}}}"
-                    ),
-                )
-            })?);
+            let (a, b) = stats[i / row_len];
+            let c = if pow2 {
+                let (n1, n2) = (a.to_bits() as i32, b.to_bits() as i32);
+                pow2_code(x, n1, n2).ok_or_else(|| {
+                    bad(
+                        ckpt,
+                        format!("{name}[{i}] = {x:e} is not in its set {{0, ±2^{n2}..±2^{n1}}}"),
+                    )
+                })?
+            } else {
+                scaled_code(x, a).ok_or_else(|| {
+                    bad(
+                        ckpt,
+                        format!("{name}[{i}] = {x:e} is not an integer multiple (|c| <= 127) of its row's scale {a:e}"),
+                    )
+                })?
+            };
+            codes.push(c);
         }
         let distinct: std::collections::BTreeSet<i8> = codes.iter().copied().collect();
         let zeros = codes.iter().filter(|&&c| c == 0).count();
+        let ints = |k: usize| -> Vec<i32> {
+            stats
+                .iter()
+                .map(|s| [s.0, s.1][k].to_bits() as i32)
+                .collect()
+        };
         layers.push(ExportLayer {
             name: name.clone(),
-            shape: v.shape().to_vec(),
-            n1,
-            n2,
-            bits,
+            shape: shape.clone(),
+            rows,
+            n1: if pow2 { ints(0) } else { vec![] },
+            n2: if pow2 { ints(1) } else { vec![] },
+            scale: if pow2 {
+                vec![]
+            } else {
+                stats.iter().map(|s| s.0).collect()
+            },
             distinct_values: distinct.len(),
             zero_share: zeros as f64 / codes.len().max(1) as f64,
         });
@@ -140,30 +224,42 @@ pub fn export(ckpt: &Path, out: &Path) -> Result<ExportSummary> {
         data.push((
             format!("{name}.codes"),
             Dtype::I8,
-            v.shape().to_vec(),
+            shape,
             bytemuck::cast_slice(&codes).to_vec(),
         ));
-        for (k, x) in [("n1", n1), ("n2", n2)] {
+        if pow2 {
+            for (k, key) in ["n1", "n2"].iter().enumerate() {
+                let v = ints(k);
+                data.push((
+                    format!("{name}.{key}"),
+                    Dtype::I32,
+                    vec![rows],
+                    bytemuck::cast_slice(&v).to_vec(),
+                ));
+            }
+        } else {
+            let v: Vec<f32> = stats.iter().map(|s| s.0).collect();
             data.push((
-                format!("{name}.{k}"),
-                Dtype::I32,
-                vec![1],
-                x.to_le_bytes().to_vec(),
+                format!("{name}.scale"),
+                Dtype::F32,
+                vec![rows],
+                bytemuck::cast_slice(&v).to_vec(),
             ));
         }
     }
     if layers.len() != qnames.len() {
         return Err(bad(
             ckpt,
-            format!("lists INQ layers {qnames:?} that it does not hold"),
+            format!("lists quantized layers {qnames:?} that it does not hold"),
         ));
     }
     let mut m: HashMap<String, String> = HashMap::new();
-    for k in ["model", "data", "method", "inq.bits", "test_accuracy"] {
+    for k in ["model", "data", "method", "test_accuracy"] {
         if let Some(v) = meta.get(k) {
             m.insert(k.to_string(), v.clone());
         }
     }
+    m.insert("quant".into(), quant.clone());
     m.insert("format".into(), "incq-export-v1".into());
     let views: Vec<(String, TensorView<'_>)> = data
         .iter()
@@ -181,8 +277,9 @@ pub fn export(ckpt: &Path, out: &Path) -> Result<ExportSummary> {
     let summary = ExportSummary {
         source: ckpt.to_path_buf(),
         model: meta.get("model").cloned().unwrap_or_default(),
-        method: "inq".into(),
-        code_format: "int8 c: 0 -> 0, else sign(c) * 2^(n2 + |c| - 1)".into(),
+        method,
+        quant,
+        code_format: if pow2 { POW2_FORMAT } else { SCALE_FORMAT }.into(),
         layers,
         float_tensors,
         bytes_codes,
@@ -193,6 +290,22 @@ pub fn export(ckpt: &Path, out: &Path) -> Result<ExportSummary> {
     Ok(summary)
 }
 
+/// The code c with scale · c == x exactly (0 when the scale is 0 and x is 0).
+fn scaled_code(x: f32, scale: f32) -> Option<i8> {
+    if x == 0.0 {
+        return Some(0);
+    }
+    if scale == 0.0 || !scale.is_finite() {
+        return None;
+    }
+    let c = (x / scale).round();
+    if c.abs() > 127.0 {
+        return None;
+    }
+    let c = c as i8;
+    (scale * f32::from(c) == x).then_some(c)
+}
+
 /// Rebuilds the f32 weights of `name` (n values) from its codes in an export.
 pub fn decode(st: &SafeTensors<'_>, name: &str, n: usize, path: &Path) -> Result<Vec<f32>> {
     let t = |k: String| {
@@ -200,8 +313,6 @@ pub fn decode(st: &SafeTensors<'_>, name: &str, n: usize, path: &Path) -> Result
             .map_err(|_| bad(path, format!("has no tensor '{k}'")))
     };
     let codes = t(format!("{name}.codes"))?;
-    let n2 = t(format!("{name}.n2"))?;
-    let n1 = t(format!("{name}.n1"))?;
     if codes.dtype() != Dtype::I8 || codes.data().len() != n {
         return Err(bad(
             path,
@@ -212,30 +323,60 @@ pub fn decode(st: &SafeTensors<'_>, name: &str, n: usize, path: &Path) -> Result
             ),
         ));
     }
-    let int = |v: &TensorView<'_>, k: &str| -> Result<i32> {
-        let b: [u8; 4] = v
-            .data()
-            .try_into()
-            .ok()
-            .filter(|_| v.dtype() == Dtype::I32)
-            .ok_or_else(|| bad(path, format!("'{name}.{k}' must be one int32")))?;
-        Ok(i32::from_le_bytes(b))
+    let codes: Vec<i8> = codes.data().iter().map(|&b| b as i8).collect();
+    let rows_of = |v: &TensorView<'_>, dt: Dtype, k: &str| -> Result<usize> {
+        let rows = v.data().len() / 4;
+        if v.dtype() != dt || rows == 0 || !n.is_multiple_of(rows) {
+            return Err(bad(
+                path,
+                format!("'{name}.{k}' must be {dt:?} with one value per row of {n} weights"),
+            ));
+        }
+        Ok(rows)
     };
-    let (n1, n2) = (int(&n1, "n1")?, int(&n2, "n2")?);
-    let top = n1 - n2 + 1;
+    if let Ok(scale) = st.tensor(&format!("{name}.scale")) {
+        let rows = rows_of(&scale, Dtype::F32, "scale")?;
+        let s: Vec<f32> = bytemuck::pod_collect_to_vec(scale.data());
+        let len = n / rows;
+        return Ok(codes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                if c == 0 {
+                    0.0
+                } else {
+                    s[i / len] * f32::from(c)
+                }
+            })
+            .collect());
+    }
+    let (v1, v2) = (t(format!("{name}.n1"))?, t(format!("{name}.n2"))?);
+    let rows = rows_of(&v2, Dtype::I32, "n2")?;
+    if rows_of(&v1, Dtype::I32, "n1")? != rows {
+        return Err(bad(
+            path,
+            format!("'{name}.n1' and '{name}.n2' differ in length"),
+        ));
+    }
+    let n1: Vec<i32> = bytemuck::pod_collect_to_vec(v1.data());
+    let n2: Vec<i32> = bytemuck::pod_collect_to_vec(v2.data());
+    let len = n / rows;
     codes
-        .data()
         .iter()
         .enumerate()
-        .map(|(i, &b)| {
-            let c = b as i8;
+        .map(|(i, &c)| {
+            let r = i / len;
+            let top = n1[r] - n2[r] + 1;
             if i32::from(c.unsigned_abs()) > top {
                 Err(bad(
                     path,
-                    format!("'{name}.codes'[{i}] = {c} is outside ±{top} for n1 {n1}, n2 {n2}"),
+                    format!(
+                        "'{name}.codes'[{i}] = {c} is outside ±{top} for n1 {}, n2 {}",
+                        n1[r], n2[r]
+                    ),
                 ))
             } else {
-                Ok(pow2_decode(c, n2))
+                Ok(pow2_decode(c, n2[r]))
             }
         })
         .collect()

@@ -215,7 +215,7 @@ impl RelaxOp {
                         &step,
                         &p,
                         &[&keys.buf],
-                        grid_for(gpu, total, 256),
+                        grid_for(gpu, (total / 2).max(1), 256),
                     )?);
                     j /= 2;
                 }

@@ -1,7 +1,8 @@
 //! Quantization schedules the executor runs on top of training: which one a run uses
-//! ([`Method`]) and each schedule's GPU state. INQ lives in [`inq`].
+//! ([`Method`]) and each schedule's GPU state: INQ in [`inq`], BinaryRelax and STE in [`relax`].
 
 pub mod inq;
+pub mod relax;
 
 use crate::error::{Error, Result};
 
@@ -12,6 +13,10 @@ pub enum Method {
     Float,
     /// Incremental network quantization to powers of two.
     Inq,
+    /// BinaryRelax: relaxed weights with a growing λ, then hard quantization.
+    BinaryRelax,
+    /// Straight-through estimator: the hard projection from the first step.
+    Ste,
 }
 
 impl Method {
@@ -19,9 +24,11 @@ impl Method {
         match s {
             "float" => Ok(Method::Float),
             "inq" => Ok(Method::Inq),
+            "binary-relax" => Ok(Method::BinaryRelax),
+            "ste" => Ok(Method::Ste),
             other => Err(Error::BadArg {
                 flag: "--method".into(),
-                msg: format!("'{other}' is not float or inq"),
+                msg: format!("'{other}' is not float, inq, binary-relax or ste"),
             }),
         }
     }
