@@ -178,6 +178,10 @@ struct TrainArgs {
     /// BinaryRelax, STE: one scale per output channel.
     #[arg(long)]
     per_channel: bool,
+    /// INQ: batches over which the BN running statistics are re-estimated after the last
+    /// partition (forward only; default 100; 0 = off).
+    #[arg(long)]
+    bn_recalibrate: Option<usize>,
 }
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
@@ -213,6 +217,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(max_steps_per_epoch);
     set!(optimizer);
     set!(method);
+    set!(bn_recalibrate);
     if a.init.is_some() {
         cfg.init = a.init.clone();
     }

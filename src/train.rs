@@ -67,6 +67,9 @@ pub struct TrainConfig {
     pub relax: RelaxConfig,
     /// Start from this checkpoint's weights and BN statistics (optimizer state starts fresh).
     pub init: Option<PathBuf>,
+    /// After INQ's last partition, re-estimate the BN running statistics over this many training
+    /// batches (forward only; no weight changes). 0 = off.
+    pub bn_recalibrate: usize,
 }
 
 impl Default for TrainConfig {
@@ -94,6 +97,7 @@ impl Default for TrainConfig {
             inq: InqConfig::default(),
             relax: RelaxConfig::default(),
             init: None,
+            bn_recalibrate: 100,
         }
     }
 }
@@ -140,6 +144,9 @@ pub struct InqSummary {
     pub config: InqConfig,
     /// Test accuracy right after each partition (before its retraining).
     pub after_partition: Vec<PhaseAccuracy>,
+    /// Test accuracy after the last partition and before the BN re-estimate (None: no re-estimate).
+    pub before_bn_recalibrate: Option<f64>,
+    pub bn_recalibrate_batches: usize,
     /// Per quantized layer after the last phase: n1, n2, share, distinct values.
     pub layers: Vec<LayerReport>,
 }
@@ -591,7 +598,32 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         // The last partition quantizes 100 %; no training follows.
         let last = q.cfg.portions.len() - 1;
         partition(q, last, &mut log)?;
+        let before = after_partition.last().map(|p| p.test_accuracy);
+        let recal = cfg.bn_recalibrate.min(steps);
+        if recal > 0 {
+            // Forward passes of the training plan update the BN running statistics only.
+            perm_t.write_u32(gpu, &permutation(train_g.n, cfg.seed ^ 0xB4_7C4E))?;
+            for step in 0..recal {
+                gather.set_params(
+                    gpu,
+                    &train_g.params(cfg.batch, step * cfg.batch, augment, cfg.seed as u32),
+                );
+                gpu.run_pass("bn re-estimate", |pass| {
+                    gather.encode(pass);
+                    plan.encode_eval(pass);
+                });
+            }
+        }
         let (test_loss, test_acc) = evaluate(gpu, &eval_plan, &test_g)?;
+        if recal > 0 {
+            eprintln!(
+                "BN statistics re-estimated over {recal} batches: test accuracy {:.2}%",
+                100.0 * test_acc
+            );
+            log.line(serde_json::json!({
+                "kind": "bn_recalibrate", "batches": recal, "test_accuracy": test_acc,
+            }))?;
+        }
         let layers = q.report(gpu, &net)?;
         for l in &layers {
             meta.insert(format!("inq.{}.n1", l.name), l.n1.to_string());
@@ -621,6 +653,8 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         summary.inq = Some(InqSummary {
             config: q.cfg.clone(),
             after_partition,
+            before_bn_recalibrate: (recal > 0).then_some(before).flatten(),
+            bn_recalibrate_batches: recal,
             layers,
         });
     }

@@ -479,6 +479,10 @@ fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
     }
     let log = std::fs::read_to_string(q.join("metrics.jsonl")).unwrap();
     assert_eq!(log.matches("\"kind\":\"partition\"").count(), 3);
+    // BN statistics re-estimated after the last partition, over at most one epoch of batches.
+    assert_eq!(s["inq"]["bn_recalibrate_batches"], 20);
+    assert!(s["inq"]["before_bn_recalibrate"].as_f64().is_some());
+    assert_eq!(log.matches("\"kind\":\"bn_recalibrate\"").count(), 1);
 
     // Export: int8 codes that rebuild the checkpoint's weights bit for bit.
     let ckpt = q.join("model.safetensors");
@@ -543,7 +547,7 @@ fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
         "--out",
         ex.to_str().unwrap(),
     ]);
-    fails_with(&r, &["model.safetensors", "INQ"]);
+    fails_with(&r, &["model.safetensors", "not a quantized checkpoint"]);
     for (flag, val, needle) in [
         ("--bits", "9", "--bits"),
         ("--portions", "0.5,0.4,1", "0.4"),
