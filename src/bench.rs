@@ -683,5 +683,60 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         bytes,
         "GB/s",
     )?;
+    // Quantizers and projections at LeNet's largest weight (120 x 400). GB/s counts one read of
+    // w and one write of the result; the exact ternary also sorts.
+    let (qr, ql) = (120, 400);
+    let qn = qr * ql;
+    let w = vec(qn)?;
+    let (mask, exps, smax) = (
+        Tensor::from_f32(gpu, "mask", &[qn], &vec![0.0; qn])?,
+        Tensor::from_u32(gpu, "exps", &[2], &[0, 0])?,
+        vec(1)?,
+    );
+    let op = crate::ops::Op {
+        steps: vec![
+            reduce::reduce(
+                gpu,
+                reduce::ReduceOp::MaxAbs,
+                reduce::ReduceShape::whole(qn),
+                &w,
+                &smax,
+            )?,
+            ops::quant::pow2_exponents(gpu, 5, &smax, &exps)?,
+            ops::quant::pow2_quantize_inplace(gpu, 5, &w, &mask, &exps)?,
+        ],
+        textures: vec![],
+    };
+    let qshape = format!("{qr}x{ql}");
+    timed(
+        &mut rows,
+        "inq_quantize",
+        qshape.clone(),
+        "pow2:5".into(),
+        &op,
+        3.0 * (qn * 4) as f64,
+        "GB/s",
+    )?;
+    let eff = vec(qn)?;
+    let w = vec(qn)?;
+    for quant in ["binary", "ternary", "ternary-twn", "uniform:4", "pow2:5"] {
+        let proj = ops::relax::Proj::parse(quant)?;
+        for (r, l, how) in [(1, qn, "layer"), (qr, ql, "channel")] {
+            let op = ops::relax::RelaxOp::new(gpu, proj, r, l, &w, &eff)?;
+            let op = crate::ops::Op {
+                steps: op.steps,
+                textures: vec![],
+            };
+            timed(
+                &mut rows,
+                "relax_proj",
+                qshape.clone(),
+                format!("{quant} per {how}"),
+                &op,
+                2.0 * (qn * 4) as f64,
+                "GB/s",
+            )?;
+        }
+    }
     Ok(rows)
 }
