@@ -428,6 +428,30 @@ fn adam_trains_the_toy_set() {
     );
 }
 
+/// `incq export` of `ckpt` into `ex`, then `incq eval` of both; returns the two stdouts.
+fn export_and_eval(ckpt: &Path, ex: &Path, ds: &str) -> (String, String) {
+    let r = incq(&[
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        ex.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let ev = |p: &Path| {
+        let r = incq(&[
+            "eval",
+            "--checkpoint",
+            p.to_str().unwrap(),
+            "--data-dir",
+            ds,
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8_lossy(&r.stdout).to_string()
+    };
+    (ev(ckpt), ev(&ex.join("model.safetensors")))
+}
+
 #[test]
 fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
     if common::gpu().is_none() {
@@ -484,16 +508,11 @@ fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
     assert!(s["inq"]["before_bn_recalibrate"].as_f64().is_some());
     assert_eq!(log.matches("\"kind\":\"bn_recalibrate\"").count(), 1);
 
-    // Export: int8 codes that rebuild the checkpoint's weights bit for bit.
+    // Export: int8 codes that rebuild the checkpoint's weights bit for bit; eval on the export
+    // prints exactly what eval on the checkpoint prints.
     let ckpt = q.join("model.safetensors");
-    let r = incq(&[
-        "export",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--out",
-        ex.to_str().unwrap(),
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (a, b) = export_and_eval(&ckpt, &ex, &ds);
+    assert_eq!(a, b);
     let j: serde_json::Value =
         serde_json::from_slice(&std::fs::read(ex.join("export.json")).unwrap()).unwrap();
     assert_eq!(j["layers"].as_array().unwrap().len(), 5);
@@ -525,19 +544,6 @@ fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
             assert_eq!(v.to_bits(), x.to_bits(), "{name}: code {c}");
         }
     }
-    // eval on the export prints exactly what eval on the checkpoint prints.
-    let ev = |p: &Path| {
-        let r = incq(&[
-            "eval",
-            "--checkpoint",
-            p.to_str().unwrap(),
-            "--data-dir",
-            &ds,
-        ]);
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        String::from_utf8_lossy(&r.stdout).to_string()
-    };
-    assert_eq!(ev(&ckpt), ev(&ex.join("model.safetensors")));
 
     // Clear errors: exporting a float checkpoint, bad INQ flags.
     let r = incq(&[
@@ -613,28 +619,7 @@ fn binary_relax_and_ste_train_export_and_eval_reproduce_it() {
                 l["rows"].as_u64().unwrap() as usize
             );
         }
-        let ex = out.join("export");
-        let ckpt = out.join("model.safetensors");
-        let r = incq(&[
-            "export",
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-            "--out",
-            ex.to_str().unwrap(),
-        ]);
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        let ev = |p: &Path| {
-            let r = incq(&[
-                "eval",
-                "--checkpoint",
-                p.to_str().unwrap(),
-                "--data-dir",
-                &ds,
-            ]);
-            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-            String::from_utf8_lossy(&r.stdout).to_string()
-        };
-        let (a, b) = (ev(&ckpt), ev(&ex.join("model.safetensors")));
+        let (a, b) = export_and_eval(&out.join("model.safetensors"), &out.join("export"), &ds);
         assert_eq!(a, b, "{method} {quant}");
         assert!(
             a.contains(&format!(

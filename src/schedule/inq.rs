@@ -142,13 +142,7 @@ impl Inq {
     pub fn new(gpu: &Gpu, net: &Net, cfg: &InqConfig, seed: u64) -> Result<Inq> {
         cfg.validate()?;
         let part = cfg.partition_kind(seed)?;
-        let mut weights: Vec<usize> = (0..net.params.len())
-            .filter(|&i| net.params[i].shape.len() >= 2)
-            .collect();
-        if cfg.float_first_last && weights.len() >= 2 {
-            weights.remove(0);
-            weights.pop();
-        }
+        let weights = super::quantized_params(net, cfg.float_first_last);
         let mut layers = Vec::new();
         for pi in weights {
             let p = &net.params[pi];

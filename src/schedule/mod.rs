@@ -5,6 +5,7 @@ pub mod inq;
 pub mod relax;
 
 use crate::error::{Error, Result};
+use crate::graph::plan::Net;
 
 /// The training method of a run.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -32,4 +33,17 @@ impl Method {
             }),
         }
     }
+}
+
+/// The parameters a schedule quantizes: every conv and linear weight (rank 2 or more), or all but
+/// the first and the last of them with `float_first_last`. BN parameters and biases stay float.
+pub fn quantized_params(net: &Net, float_first_last: bool) -> Vec<usize> {
+    let mut weights: Vec<usize> = (0..net.params.len())
+        .filter(|&i| net.params[i].shape.len() >= 2)
+        .collect();
+    if float_first_last && weights.len() >= 2 {
+        weights.remove(0);
+        weights.pop();
+    }
+    weights
 }

@@ -102,13 +102,7 @@ impl Relax {
     /// gives each its own `w_eff` and prepares its projection. Call before building plans.
     pub fn new(gpu: &Gpu, net: &mut Net, cfg: &RelaxConfig, ste: bool) -> Result<Relax> {
         let proj = cfg.validate()?;
-        let mut weights: Vec<usize> = (0..net.params.len())
-            .filter(|&i| net.params[i].shape.len() >= 2)
-            .collect();
-        if cfg.float_first_last && weights.len() >= 2 {
-            weights.remove(0);
-            weights.pop();
-        }
+        let weights = super::quantized_params(net, cfg.float_first_last);
         let mut layers = Vec::new();
         for pi in weights {
             net.derive(gpu, pi)?;
