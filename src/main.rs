@@ -133,6 +133,9 @@ struct TrainArgs {
     /// Stop each epoch after this many steps (smoke runs).
     #[arg(long)]
     max_steps_per_epoch: Option<usize>,
+    /// Stop after this many epochs of this invocation; `--resume DIR` continues the run.
+    #[arg(long)]
+    stop_after_epochs: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -215,6 +218,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(seed);
     set!(out);
     set!(max_steps_per_epoch);
+    set!(stop_after_epochs);
     set!(optimizer);
     set!(method);
     set!(bn_recalibrate);

@@ -57,6 +57,10 @@ pub struct TrainConfig {
     pub progress: bool,
     /// Stop each epoch after this many steps (smoke tests); 0 = the whole epoch.
     pub max_steps_per_epoch: usize,
+    /// Stop this invocation after this many epochs (0 = run to the end); `--resume` continues.
+    /// A command-line setting only: never read from or written to a config file.
+    #[serde(skip)]
+    pub stop_after_epochs: usize,
     /// Choose kernel variants with the autotuner (cached per adapter); false = device defaults.
     pub tune: bool,
     /// `float` or `inq`.
@@ -92,6 +96,7 @@ impl Default for TrainConfig {
             log_every: 100,
             progress: true,
             max_steps_per_epoch: 0,
+            stop_after_epochs: 0,
             tune: true,
             method: "float".into(),
             inq: InqConfig::default(),
@@ -461,7 +466,12 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
     };
     let mut total_time = 0.0;
     let mut total_images = 0usize;
-    for epoch in first_epoch..epochs {
+    let end = if cfg.stop_after_epochs > 0 {
+        (first_epoch + cfg.stop_after_epochs).min(epochs)
+    } else {
+        epochs
+    };
+    for epoch in first_epoch..end {
         let (phase, in_phase) = (epoch / per_phase.max(1), epoch % per_phase.max(1));
         if let Some(q) = inq.as_mut() {
             if in_phase == 0 {
@@ -586,6 +596,21 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         summary.test_loss = test_loss;
         summary.test_accuracy = test_acc;
     }
+    if total_time > 0.0 {
+        summary.train_images_per_s = total_images as f64 / total_time;
+        summary.seconds_per_epoch = total_time / (end - first_epoch) as f64;
+    }
+    if end < epochs {
+        eprintln!(
+            "stopped after epoch {end} of {epochs}; continue with --resume {}",
+            cfg.out.display()
+        );
+        summary.epochs = end;
+        summary.wall_seconds = wall.elapsed().as_secs_f64();
+        let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+        checkpoint::write_atomic(&cfg.out.join("summary.json"), &json)?;
+        return Ok(summary);
+    }
     if let Some(r) = &relax {
         summary.relax = Some(RelaxSummary {
             config: r.cfg.clone(),
@@ -657,10 +682,6 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
             bn_recalibrate_batches: recal,
             layers,
         });
-    }
-    if total_time > 0.0 {
-        summary.train_images_per_s = total_images as f64 / total_time;
-        summary.seconds_per_epoch = total_time / (epochs - first_epoch) as f64;
     }
     summary.wall_seconds = wall.elapsed().as_secs_f64();
     let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();

@@ -656,3 +656,80 @@ fn binary_relax_and_ste_train_export_and_eval_reproduce_it() {
         fails_with(&incq(&a), &[flag, val]);
     }
 }
+
+/// A schedule split by --stop-after-epochs and continued with --resume ends bit for bit where the
+/// uninterrupted run ends: weights, masks, momenta and BN statistics all travel in the checkpoint.
+#[test]
+fn interrupted_inq_and_binary_relax_runs_resume_exactly() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp("resume-schedules");
+    mnist_like(&d, 100, 30);
+    let ds = d.to_str().unwrap().to_string();
+    let fl = d.join("float");
+    let r = incq(&train_args(&ds, fl.to_str().unwrap()));
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let init = fl.join("model.safetensors");
+    let init = init.to_str().unwrap();
+    let schedules: [&[&str]; 2] = [
+        &[
+            "--method",
+            "inq",
+            "--bits",
+            "4",
+            "--portions",
+            "0.5,0.75,1",
+            "--epochs-per-phase",
+            "1",
+        ],
+        &[
+            "--method",
+            "binary-relax",
+            "--quant",
+            "ternary",
+            "--hard-from-epoch",
+            "2",
+        ],
+    ];
+    for (i, sched) in schedules.iter().enumerate() {
+        let (whole, split) = (d.join(format!("whole{i}")), d.join(format!("split{i}")));
+        let mut a = train_args(&ds, whole.to_str().unwrap());
+        a[6] = "3"; // --epochs (BinaryRelax; INQ's length comes from its phases)
+        a.extend(["--init", init]);
+        a.extend(sched.iter());
+        let r = incq(&a);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let mut a = train_args(&ds, split.to_str().unwrap());
+        a[6] = "3";
+        a.extend(["--init", init, "--stop-after-epochs", "1"]);
+        a.extend(sched.iter());
+        let r = incq(&a);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(String::from_utf8_lossy(&r.stderr).contains("--resume"));
+        let r = incq(&["train", "--resume", split.to_str().unwrap(), "--quiet"]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let (a, b) = (
+            std::fs::read(whole.join("model.safetensors")).unwrap(),
+            std::fs::read(split.join("model.safetensors")).unwrap(),
+        );
+        let (a, b) = (
+            safetensors::SafeTensors::deserialize(&a).unwrap(),
+            safetensors::SafeTensors::deserialize(&b).unwrap(),
+        );
+        let mut names = a.names();
+        names.sort();
+        assert_eq!(names, {
+            let mut n = b.names();
+            n.sort();
+            n
+        });
+        for n in names {
+            assert_eq!(
+                a.tensor(n).unwrap().data(),
+                b.tensor(n).unwrap().data(),
+                "schedule {i}: {n} differs after resuming"
+            );
+        }
+    }
+}
