@@ -4,7 +4,8 @@
 //! and edge cases: 0, ±max, the ties 1.5 * 2^k, the zero boundary 2^(n2-1) and the float below
 //! it, NaN and ±inf. Outputs are poisoned first; unfrozen weights must come back bit for bit.
 //!
-//! INQ's partition (an 8-pass radix select on the GPU) against a CPU twin that sorts: masks and
+//! INQ's partition (an 8-pass radix select on the GPU: select_hist, select_scan, then
+//! select_freeze) against a CPU twin that sorts: masks and
 //! momenta compared exactly over successive partitions, with ties, NaN/inf/-0, k = 0, k = all
 //! float weights, n = 1, and the random strategy.
 

@@ -1,4 +1,5 @@
-//! BinaryRelax/STE projections on the GPU against their CPU twins: codes compared exactly and
+//! BinaryRelax/STE projections on the GPU (relax_sort_init and relax_sort_step for the exact
+//! ternary, relax_stats, relax_apply) against their CPU twins: codes compared exactly and
 //! scales to 1e-6 relative, for binary, exact and TWN ternary, uniform 2/4/8 bits and pow2, per
 //! layer and per channel, on random tensors of awkward shapes (1 x 1, odd rows, a 40,001-long row)
 //! and on edge cases (all-equal weights, all zeros, one huge outlier). The exact ternary projection
