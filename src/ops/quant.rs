@@ -65,30 +65,45 @@ pub fn pow2_quantize(
             ),
         });
     }
-    let spec = KernelSpec::new(
-        ShaderId::Quant,
+    quantize_dispatch(
+        gpu,
         "pow2_quantize",
-        &[
-            Binding::Uniform,
-            Binding::ReadWrite,
-            Binding::Read,
-            Binding::Read,
-            Binding::Read,
-        ],
+        bits,
+        w.len(),
+        &[&out.buf, &w.buf, &mask.buf, &exps.buf],
     )
-    .with("WG", 256.0);
+}
+
+/// The launch shared by both quantize entry points: `bufs` after the uniform, the first one
+/// written, one invocation per weight.
+fn quantize_dispatch(
+    gpu: &Gpu,
+    entry: &'static str,
+    bits: u32,
+    n: usize,
+    bufs: &[&wgpu::Buffer],
+) -> Result<Dispatch> {
+    const B4: &[Binding] = &[
+        Binding::Uniform,
+        Binding::ReadWrite,
+        Binding::Read,
+        Binding::Read,
+    ];
+    const B5: &[Binding] = &[
+        Binding::Uniform,
+        Binding::ReadWrite,
+        Binding::Read,
+        Binding::Read,
+        Binding::Read,
+    ];
+    let layout = if bufs.len() == 3 { B4 } else { B5 };
+    let spec = KernelSpec::new(ShaderId::Quant, entry, layout).with("WG", 256.0);
     let p = QuantParams {
-        n: w.len() as u32,
+        n: n as u32,
         bits,
         ..Default::default()
     };
-    Dispatch::new(
-        gpu,
-        &spec,
-        &p,
-        &[&out.buf, &w.buf, &mask.buf, &exps.buf],
-        grid_for(gpu, w.len(), 256),
-    )
+    Dispatch::new(gpu, &spec, &p, bufs, grid_for(gpu, n, 256))
 }
 
 /// [`pow2_quantize`] in place on the stored weights: w = Q(w) where mask == 0.
@@ -106,28 +121,12 @@ pub fn pow2_quantize_inplace(
             msg: format!("w {:?}, mask {:?} differ", w.shape, mask.shape),
         });
     }
-    let spec = KernelSpec::new(
-        ShaderId::Quant,
-        "pow2_quantize_inplace",
-        &[
-            Binding::Uniform,
-            Binding::ReadWrite,
-            Binding::Read,
-            Binding::Read,
-        ],
-    )
-    .with("WG", 256.0);
-    let p = QuantParams {
-        n: w.len() as u32,
-        bits,
-        ..Default::default()
-    };
-    Dispatch::new(
+    quantize_dispatch(
         gpu,
-        &spec,
-        &p,
+        "pow2_quantize_inplace",
+        bits,
+        w.len(),
         &[&w.buf, &mask.buf, &exps.buf],
-        grid_for(gpu, w.len(), 256),
     )
 }
 
