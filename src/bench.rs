@@ -425,7 +425,7 @@ pub fn conv_workloads(
         rows.push(Row::new(
             "conv",
             shape,
-            format!("{variant:?}"),
+            variant.name(),
             &t,
             flops,
             "GFLOP/s",
@@ -535,7 +535,7 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
     ] {
         let (x, w, y) = (vec(s.x_len())?, vec(s.w_len())?, vec(s.y_len())?);
         let shape = format!("{}x{}x{}x{} k{} ->{}", s.n, s.cin, s.h, s.w, s.k, s.cout);
-        let v = format!("{cv:?}");
+        let v = cv.name();
         timed(
             &mut rows,
             "conv_fwd",

@@ -154,12 +154,13 @@ impl Tuner {
             s.stride,
             s.pad
         );
-        let parse = |n: &str| match n {
-            "Direct" => Some(ConvVariant::Direct),
-            "Subgroup" => Some(ConvVariant::Subgroup),
-            _ => None,
-        };
-        if let Some(v) = self.map.lock().unwrap().get(&key).and_then(|n| parse(n)) {
+        if let Some(v) = self
+            .map
+            .lock()
+            .unwrap()
+            .get(&key)
+            .and_then(|n| ConvVariant::parse(n))
+        {
             return Ok(v);
         }
         let t = ConvShape {
@@ -175,7 +176,7 @@ impl Tuner {
             ones(t.w_len())?,
         );
         let mut best: Option<(f64, ConvVariant)> = None;
-        for v in [ConvVariant::Subgroup, ConvVariant::Direct] {
+        for v in ConvVariant::candidates(gpu) {
             let ops = [
                 conv::fwd(gpu, v, &t, &x.buf, &w.buf, &y.buf)?,
                 conv::bwd_data(gpu, v, &t, &y.buf, &w.buf, &dx.buf, false)?,
@@ -190,7 +191,7 @@ impl Tuner {
             }
         }
         let v = best.map(|b| b.1).unwrap_or(default);
-        self.map.lock().unwrap().insert(key, format!("{v:?}"));
+        self.map.lock().unwrap().insert(key, v.name());
         self.save()?;
         Ok(v)
     }

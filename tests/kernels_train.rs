@@ -60,11 +60,24 @@ fn conv2d_fwd_bwd_data_bwd_weight_match_twins() {
 #[test]
 fn conv2d_sg_kernels_match_twins() {
     let Some(g) = gpu() else { return };
-    if ConvVariant::default_for(g) != ConvVariant::Subgroup {
+    if !ConvVariant::candidates(g).contains(&ConvVariant::Subgroup) {
         eprintln!("conv2d_*_sg: this adapter has no subgroups of 8 or more; the variant is never selected here");
         return;
     }
     conv_variant_matches_twins(ConvVariant::Subgroup);
+}
+
+/// conv_tex (with pack_act and pack_wt) for forward and backward-data at 8 and 16 channels per
+/// invocation; the stride-2 shapes exercise the fallback to the subgroup kernels.
+#[test]
+fn conv2d_tex_kernels_match_twins() {
+    let Some(g) = gpu() else { return };
+    if !ConvVariant::tex_supported(g) {
+        eprintln!("conv_tex: this adapter has no subgroups of exactly 8; the variant is never selected here");
+        return;
+    }
+    conv_variant_matches_twins(ConvVariant::Tex { co: 16 });
+    conv_variant_matches_twins(ConvVariant::Tex { co: 8 });
 }
 
 fn conv_shapes() -> Vec<ConvShape> {
@@ -88,6 +101,10 @@ fn conv_shapes() -> Vec<ConvShape> {
         s(1, 2, 6, 6, 3, 1, 1, 0),
         s(2, 9, 8, 8, 17, 3, 1, 1), // 16+1 channels: a CB=16 block and a ragged one
         s(1, 20, 5, 5, 10, 3, 2, 1), // more than 16 input channels for bwd_data
+        s(3, 7, 13, 11, 19, 5, 1, 2), // odd widths: ragged texels in and out, K 5, pad 2
+        s(1, 3, 4, 12, 9, 3, 1, 0), // no padding, width a multiple of 4
+        s(2, 2, 6, 7, 5, 4, 1, 3),  // even kernel, pad K - 1
+        s(2, 16, 32, 40, 8, 3, 1, 1), // several texture rows
     ]
 }
 

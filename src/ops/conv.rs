@@ -1,12 +1,14 @@
 //! conv2d forward, backward-data and backward-weight as implicit GEMMs, in two variants side by
 //! side: `Direct` (shaders/conv.wgsl: one output per invocation, portable) and `Subgroup`
 //! (shaders/conv_sg.wgsl: 8 or 16 channels per invocation, weights or gradients shared through
-//! subgroup broadcasts; about 8 times fewer loads per FMA). [`ConvVariant::default_for`] picks
-//! `Subgroup` where the adapter has subgroups of at least 8 invocations.
+//! subgroup broadcasts; about 8 times fewer loads per FMA). On CPU-backed adapters with subgroups of
+//! exactly 8 a third variant, `Tex` (shaders/conv_tex.wgsl), runs stride-1 forward and
+//! backward-data convs from packed rgba32float textures (vector gathers instead of scalar loads);
+//! other shapes fall back to `Subgroup`. [`ConvVariant::default_for`] picks per device.
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
-use crate::gpu::kernels::{Binding, KernelSpec, ShaderId};
+use crate::gpu::kernels::{Binding, KernelSpec, Res, ShaderId};
 use crate::gpu::tensor::{DType, Tensor};
 use crate::ops::reduce::{reduce, ReduceOp, ReduceShape};
 use crate::ops::{grid_for, Dispatch, Op};
@@ -30,22 +32,129 @@ crate::gpu_params!(
     }
 );
 
+crate::gpu_params!(
+    ShaderId::ConvTex,
+    /// Mirrors `ConvTexParams`: the equivalent forward conv (for backward-data: dy as the input,
+    /// the layer's input channels as the outputs, flipped weights).
+    pub struct ConvTexParams {
+        pub n: u32,
+        pub cin: u32,
+        pub h: u32,
+        pub w: u32,
+        pub cout: u32,
+        pub oh: u32,
+        pub ow: u32,
+        pub w4: u32,
+        pub ow4: u32,
+        pub pad: u32,
+        pub accumulate: u32,
+        pub flip: u32,
+        pub wrow: u32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+        pub _pad2: u32,
+    }
+);
+
 /// Which conv kernels to use.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ConvVariant {
     Direct,
     Subgroup,
+    /// Texture-fed stride-1 forward and backward-data with `co` (8 or 16) output channels per
+    /// invocation; backward-weight and other shapes run the `Subgroup` kernels.
+    Tex {
+        co: u32,
+    },
 }
 
 impl ConvVariant {
-    /// `Subgroup` where subgroups of at least 8 invocations exist, else `Direct`.
+    /// `Tex` on CPU-backed adapters with subgroups of exactly 8, `Subgroup` where subgroups of at
+    /// least 8 invocations exist, else `Direct`.
     pub fn default_for(gpu: &Gpu) -> ConvVariant {
-        if gpu.features.contains(wgpu::Features::SUBGROUP) && gpu.info.subgroup_min_size >= 8 {
+        if gpu.info.device_type == wgpu::DeviceType::Cpu && Self::tex_supported(gpu) {
+            ConvVariant::Tex { co: 8 }
+        } else if gpu.features.contains(wgpu::Features::SUBGROUP) && gpu.info.subgroup_min_size >= 8
+        {
             ConvVariant::Subgroup
         } else {
             ConvVariant::Direct
         }
     }
+
+    /// True when the `Tex` kernels can run: subgroups of exactly 8 and textures of 2048 x 4096.
+    pub fn tex_supported(gpu: &Gpu) -> bool {
+        crate::ops::gemm::GemmVariant::tex_supported(gpu)
+            && gpu.limits.max_texture_dimension_2d >= TEX_ROWS
+    }
+
+    /// Every variant this device can run.
+    pub fn candidates(gpu: &Gpu) -> Vec<ConvVariant> {
+        let mut v = Vec::new();
+        if Self::tex_supported(gpu) {
+            v.extend([ConvVariant::Tex { co: 8 }, ConvVariant::Tex { co: 16 }]);
+        }
+        if gpu.features.contains(wgpu::Features::SUBGROUP) && gpu.info.subgroup_min_size >= 8 {
+            v.push(ConvVariant::Subgroup);
+        }
+        v.push(ConvVariant::Direct);
+        v
+    }
+
+    /// A short name: `direct`, `subgroup`, `tex8` or `tex16`.
+    pub fn name(&self) -> String {
+        match self {
+            ConvVariant::Direct => "direct".into(),
+            ConvVariant::Subgroup => "subgroup".into(),
+            ConvVariant::Tex { co } => format!("tex{co}"),
+        }
+    }
+
+    /// The inverse of [`ConvVariant::name`].
+    pub fn parse(name: &str) -> Option<ConvVariant> {
+        match name {
+            "direct" => Some(ConvVariant::Direct),
+            "subgroup" => Some(ConvVariant::Subgroup),
+            "tex8" => Some(ConvVariant::Tex { co: 8 }),
+            "tex16" => Some(ConvVariant::Tex { co: 16 }),
+            _ => None,
+        }
+    }
+
+    /// The variant that actually runs `s` forward and backward-data: `Tex` only where its kernel
+    /// covers the shape (stride 1, kernel at most 5, textures within the device limits).
+    fn effective(self, gpu: &Gpu, s: &ConvShape) -> ConvVariant {
+        match self {
+            ConvVariant::Tex { .. } if !tex_covers(gpu, s) => ConvVariant::Subgroup,
+            v => v,
+        }
+    }
+}
+
+/// Texels per row, and rows per layer, of the packed activation textures (shaders/conv_tex.wgsl
+/// addresses texel t at (t % 2048, (t / 2048) % 4096, t / (2048 * 4096))).
+const TEX_W: u32 = 2048;
+const TEX_ROWS: u32 = 4096;
+
+fn act_texels(n: usize, c: usize, h: usize, w: usize) -> usize {
+    n * c * h * w.div_ceil(4)
+}
+
+fn tex_covers(gpu: &Gpu, s: &ConvShape) -> bool {
+    let (oh, ow) = s.out_hw();
+    let l = &gpu.limits;
+    let layers = |texels: usize| texels.div_ceil(TEX_W as usize).div_ceil(TEX_ROWS as usize);
+    let items = |n: usize, h: usize, w: usize| n * h * w.div_ceil(4);
+    s.stride == 1
+        && (1..=5).contains(&s.k)
+        && s.pad < s.k
+        && layers(act_texels(s.n, s.cin, s.h, s.w)) as u64 <= u64::from(l.max_texture_array_layers)
+        && layers(act_texels(s.n, s.cout, oh, ow)) as u64 <= u64::from(l.max_texture_array_layers)
+        && (s.cin.max(s.cout) * s.k * s.k.div_ceil(4)) as u64
+            <= u64::from(l.max_texture_dimension_2d)
+        && (s.cin.max(s.cout).div_ceil(16) * 16) as u64 <= u64::from(l.max_texture_dimension_2d)
+        && (items(s.n, oh, ow).max(items(s.n, s.h, s.w)) as u64).div_ceil(64)
+            <= u64::from(l.max_compute_workgroups_per_dimension)
 }
 
 /// The shape of a conv layer applied to a batch.
@@ -162,7 +271,7 @@ fn launch(
     (out_channels, positions): (usize, usize),
     bufs: [&wgpu::Buffer; 3],
 ) -> Result<Op> {
-    if v == ConvVariant::Subgroup {
+    if matches!(v, ConvVariant::Subgroup | ConvVariant::Tex { .. }) {
         let (spec, cb) = sg_spec(entry_sg, out_channels);
         let groups = [
             (positions as u32).div_ceil(sg_wgs()),
@@ -200,6 +309,22 @@ pub fn fwd(
             ("y", y, s.y_len()),
         ],
     )?;
+    if let ConvVariant::Tex { co } = v.effective(gpu, s) {
+        let (oh, ow) = s.out_hw();
+        let t = TexConv {
+            n: s.n,
+            cin: s.cin,
+            h: s.h,
+            w: s.w,
+            cout: s.cout,
+            oh,
+            ow,
+            k: s.k,
+            pad: s.pad,
+            flip: false,
+        };
+        return conv_tex(gpu, co, &t, x, w, y, false);
+    }
     let entries = ("conv2d_fwd", "conv2d_fwd_sg");
     launch(
         gpu,
@@ -230,6 +355,23 @@ pub fn bwd_data(
             ("dx", dx, s.x_len()),
         ],
     )?;
+    if let ConvVariant::Tex { co } = v.effective(gpu, s) {
+        // stride 1: dx = conv(dy, w flipped and transposed) with padding k - 1 - pad
+        let (oh, ow) = s.out_hw();
+        let t = TexConv {
+            n: s.n,
+            cin: s.cout,
+            h: oh,
+            w: ow,
+            cout: s.cin,
+            oh: s.h,
+            ow: s.w,
+            k: s.k,
+            pad: s.k - 1 - s.pad,
+            flip: true,
+        };
+        return conv_tex(gpu, co, &t, dy, w, dx, accumulate);
+    }
     let entries = ("conv2d_bwd_data", "conv2d_bwd_data_sg");
     launch(
         gpu,
@@ -239,6 +381,149 @@ pub fn bwd_data(
         (s.cin, s.n * s.h * s.w),
         [dx, dy, w],
     )
+}
+
+/// The forward conv that `conv_tex` runs: input (n, cin, h, w), output (n, cout, oh, ow), stride 1.
+struct TexConv {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    oh: usize,
+    ow: usize,
+    k: usize,
+    pad: usize,
+    /// Weights are the layer's [cin][cout][k][k] read flipped (backward-data).
+    flip: bool,
+}
+
+fn storage_texture(gpu: &Gpu, label: &str, w: usize, h: usize, layers: usize) -> wgpu::Texture {
+    gpu.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width: w as u32,
+            height: h as u32,
+            depth_or_array_layers: layers as u32,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::STORAGE_BINDING,
+        view_formats: &[],
+    })
+}
+
+fn array_view(t: &wgpu::Texture) -> wgpu::TextureView {
+    t.create_view(&wgpu::TextureViewDescriptor {
+        dimension: Some(wgpu::TextureViewDimension::D2Array),
+        ..Default::default()
+    })
+}
+
+/// pack_act (x into a texture), pack_wt (weights into a texture) and conv_tex, as one op that owns
+/// both textures. The caller has checked the shape with [`tex_covers`].
+fn conv_tex(
+    gpu: &Gpu,
+    co: u32,
+    t: &TexConv,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Op> {
+    if co != 8 && co != 16 {
+        return Err(Error::BadArg {
+            flag: "conv variant".into(),
+            msg: format!("tex{co}: the texture conv holds 8 or 16 channels per invocation"),
+        });
+    }
+    let texels = act_texels(t.n, t.cin, t.h, t.w);
+    let rows = texels.div_ceil(TEX_W as usize);
+    let layers = rows.div_ceil(TEX_ROWS as usize);
+    let xt = storage_texture(
+        gpu,
+        "conv input texture",
+        TEX_W as usize,
+        rows.min(TEX_ROWS as usize),
+        layers,
+    );
+    let kt = t.k.div_ceil(4);
+    let wrow = t.cin * t.k * kt;
+    let wrows = t.cout.div_ceil(co as usize) * co as usize;
+    let wt = storage_texture(gpu, "conv weight texture", wrow, wrows, 1);
+    let (xv, wv) = (array_view(&xt), array_view(&wt));
+    let p = ConvTexParams {
+        n: t.n as u32,
+        cin: t.cin as u32,
+        h: t.h as u32,
+        w: t.w as u32,
+        cout: t.cout as u32,
+        oh: t.oh as u32,
+        ow: t.ow as u32,
+        w4: t.w.div_ceil(4) as u32,
+        ow4: t.ow.div_ceil(4) as u32,
+        pad: t.pad as u32,
+        accumulate: accumulate as u32,
+        flip: t.flip as u32,
+        wrow: wrow as u32,
+        ..Default::default()
+    };
+    const PACK: &[Binding] = &[Binding::Uniform, Binding::TexWrite, Binding::Read];
+    let act_entry = if t.w.is_multiple_of(4) {
+        "pack_act4"
+    } else {
+        "pack_act"
+    };
+    let pack_act = KernelSpec::new(ShaderId::ConvTex, act_entry, PACK);
+    let pack_wt = KernelSpec::new(ShaderId::ConvTex, "pack_wt", PACK).with("K", t.k as f64);
+    let conv_entry = if t.ow.is_multiple_of(4) {
+        "conv_tex4"
+    } else {
+        "conv_tex"
+    };
+    let conv = KernelSpec::new(
+        ShaderId::ConvTex,
+        conv_entry,
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::TexRead,
+            Binding::TexRead,
+        ],
+    )
+    .with("K", t.k as f64)
+    .with("PAD", t.pad as f64)
+    .with("CO", f64::from(co));
+    let items = (t.n * t.oh * t.ow.div_ceil(4)) as u32;
+    let steps = vec![
+        Dispatch::with_resources(
+            gpu,
+            &pack_act,
+            &p,
+            &[Res::View(&xv), Res::from(x)],
+            grid_for(gpu, texels, 64),
+        )?,
+        Dispatch::with_resources(
+            gpu,
+            &pack_wt,
+            &p,
+            &[Res::View(&wv), Res::from(w)],
+            [(wrow as u32).div_ceil(8), (wrows as u32).div_ceil(8), 1],
+        )?,
+        Dispatch::with_resources(
+            gpu,
+            &conv,
+            &p,
+            &[Res::from(y), Res::View(&xv), Res::View(&wv)],
+            [items.div_ceil(64), (t.cout as u32).div_ceil(co), 1],
+        )?,
+    ];
+    Ok(Op {
+        steps,
+        textures: vec![xt, wt],
+    })
 }
 
 /// Runs a sliced backward-weight kernel: straight into `dw` with one slice, else into partial sums
@@ -303,6 +588,10 @@ pub fn bwd_weight(
             ("dw", dw, s.w_len()),
         ],
     )?;
+    let v = match v {
+        ConvVariant::Tex { .. } => ConvVariant::Subgroup,
+        v => v,
+    };
     let mut p = s.params(accumulate);
     if v == ConvVariant::Subgroup && s.stride == 1 && (s.k == 3 || s.k == 5) {
         // Sliding-window kernel: one 8-lane workgroup per 8 (ci, kh) rows and 8 output channels.

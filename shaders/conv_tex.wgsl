@@ -1,0 +1,337 @@
+// Texture-fed stride-1 conv2d for CPU-backed devices (lavapipe/llvmpipe): the forward pass, and the
+// backward-data pass as a forward conv of dy with flipped, transposed weights. Three entry points:
+//
+//  - pack_act:  an NCHW activation buffer -> an rgba32float texture whose texel t holds 4
+//               consecutive columns of one (n, c, h) row (rows padded with zeros to a multiple of
+//               4 columns); texel t sits at x = t % 2048, row t / 2048 (4096 rows per layer);
+//  - pack_wt:   OIHW weights -> a texture with one row per output channel and, per (ci, kh), KT =
+//               ceil(K/4) texels holding the K taps along kw (zero padded). With `flip` set it packs
+//               w'[o][i][kh][kw] = w[i][o][K-1-kh][K-1-kw], the weights of backward-data;
+//  - conv_tex:  each invocation owns 4 consecutive output columns of one output row and CO (8 or
+//               16) output channels; per (ci, kh) it fetches the NT input texels that cover its
+//               window once and reuses them for all K taps, and lane j of each 8-lane subgroup
+//               fetches the weights of channel co0 + j, which subgroupBroadcast hands to every lane.
+//               Per (ci, kh) that is NT + CO/8 texel fetches for 4*K*CO FMAs.
+//
+// Why textures: llvmpipe turns a storage-buffer load into a per-invocation scalar loop (about 20
+// cycles per element), while an rgba32float storage-texture fetch is a vector gather (about 9
+// cycles per texel of 4 floats). Broadcasts need uniform control flow, so positions past the end
+// are clamped and masked at the store, never skipped. Needs subgroups of exactly 8 invocations.
+//
+// This file is built without wgpu's injected bounds checks (they cost a quarter of conv_tex's
+// time on lavapipe), so every access must be in bounds by construction. The host (ops/conv.rs)
+// guarantees: buffers hold the shape's element counts; subgroups are exactly 8 wide; the input
+// texture holds every texel t < n*cin*h*w4 at texel_xy(t); the weight texture is wrow texels wide
+// and ceil(cout/CO)*CO rows high. Then:
+//  - pack_act/pack_act4: t < n*cin*h*w4, so the source index is < n*cin*h*w and t's texel exists;
+//  - pack_wt: returns unless (g.x, g.y) is inside the texture; reads only when co < cout and
+//    ci < cin, so the OIHW index is < cout*cin*K*K (flipped or not);
+//  - conv_tex/conv_tex4: item is clamped to total - 1, so n < p.n; fetch_x falls back to texel 0
+//    unless the row and texel column are inside the input; weight texels are x < wrow and rows
+//    co0 + lane (+ 8 when CO = 16) < ceil(cout/CO)*CO; stores are guarded by item_raw < total,
+//    co < cout and (conv_tex) column < ow; accumulator indices are < CO <= 16.
+
+struct ConvTexParams {
+    n: u32, cin: u32, h: u32, w: u32,      // input of the (equivalent forward) conv
+    cout: u32, oh: u32, ow: u32, w4: u32,  // output; w4 = texels per input row
+    ow4: u32, pad: u32, accumulate: u32, flip: u32,
+    wrow: u32, _pad0: u32, _pad1: u32, _pad2: u32, // wrow = texels per packed weight row
+}
+
+@group(0) @binding(0) var<uniform> p: ConvTexParams;
+
+override K: u32 = 3u;       // kernel size
+override PAD: u32 = 1u;     // zero padding (stride 1)
+override CO: u32 = 8u;      // output channels per invocation: 8 or 16
+
+// texel addressing shared by pack_act and conv_tex
+fn texel_xy(t: u32) -> vec3<u32> {
+    let row = t >> 11u;
+    return vec3<u32>(t & 2047u, row & 4095u, row >> 12u);
+}
+
+// ---------------------------------------------------------------------------------------------
+@group(0) @binding(1) var act_out: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(2) var<storage, read> act_src: array<f32>;
+
+// invocation = texel; p.n*p.cin*p.h rows of p.w4 texels; p.w columns per row
+@compute @workgroup_size(64)
+fn pack_act(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = g.x + g.y * nwg.x * 64u;
+    let rows = p.n * p.cin * p.h;
+    if (t >= rows * p.w4) {
+        return;
+    }
+    let r = t / p.w4;
+    let c0 = (t % p.w4) * 4u;
+    let base = r * p.w;
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if (c0 + j < p.w) {
+            v[j] = act_src[base + c0 + j];
+        }
+    }
+    let xy = texel_xy(t);
+    textureStore(act_out, xy.xy, xy.z, v);
+}
+
+@group(0) @binding(2) var<storage, read> act_src4: array<vec4<f32>>;
+
+// pack_act for rows of a multiple of 4 columns: the texture is the buffer, texel for vec4
+@compute @workgroup_size(64)
+fn pack_act4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = g.x + g.y * nwg.x * 64u;
+    if (t >= p.n * p.cin * p.h * p.w4) {
+        return;
+    }
+    let xy = texel_xy(t);
+    textureStore(act_out, xy.xy, xy.z, act_src4[t]);
+}
+
+// ---------------------------------------------------------------------------------------------
+@group(0) @binding(1) var wt_out: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(2) var<storage, read> wt_src: array<f32>;
+
+// invocation (x = texel in row, y = output channel row); rows past p.cout are written as zeros.
+// p.cout/p.cin are the equivalent forward conv's (for flip: cout = original cin, cin = original cout).
+@compute @workgroup_size(8, 8)
+fn pack_wt(@builtin(global_invocation_id) g: vec3<u32>) {
+    let kt = (K + 3u) / 4u;
+    if (g.x >= p.wrow || g.y >= textureDimensions(wt_out).y) {
+        return;
+    }
+    let q = g.x % kt;
+    let ckh = g.x / kt;
+    let kh = ckh % K;
+    let ci = ckh / K;
+    let co = g.y;
+    var v = vec4<f32>(0.0);
+    if (co < p.cout && ci < p.cin) {
+        for (var j = 0u; j < 4u; j++) {
+            let kw = 4u * q + j;
+            if (kw < K) {
+                var idx: u32;
+                if (p.flip != 0u) {
+                    idx = ((ci * p.cout + co) * K + (K - 1u - kh)) * K + (K - 1u - kw);
+                } else {
+                    idx = ((co * p.cin + ci) * K + kh) * K + kw;
+                }
+                v[j] = wt_src[idx];
+            }
+        }
+    }
+    textureStore(wt_out, vec2<u32>(g.x, g.y), 0, v);
+}
+
+// ---------------------------------------------------------------------------------------------
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var xt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(3) var wt: texture_storage_2d_array<rgba32float, read>;
+
+override PADT: u32 = (PAD + 3u) / 4u;            // whole texels of padding before column 0
+override M: u32 = 4u * ((PAD + 3u) / 4u) - PAD;  // window start inside the first texel
+override NT: u32 = (4u * ((PAD + 3u) / 4u) - PAD + K + 6u) / 4u; // texels per window (<= 3)
+
+// The accumulators live in named private variables and every loop over taps and channels is
+// written out (with K, PAD and CO pipeline constants folding the branches away): llvmpipe keeps
+// dynamically indexed private arrays in memory.
+var<private> c0: vec4<f32>;
+var<private> c1: vec4<f32>;
+var<private> c2: vec4<f32>;
+var<private> c3: vec4<f32>;
+var<private> c4: vec4<f32>;
+var<private> c5: vec4<f32>;
+var<private> c6: vec4<f32>;
+var<private> c7: vec4<f32>;
+var<private> d0: vec4<f32>;
+var<private> d1: vec4<f32>;
+var<private> d2: vec4<f32>;
+var<private> d3: vec4<f32>;
+var<private> d4: vec4<f32>;
+var<private> d5: vec4<f32>;
+var<private> d6: vec4<f32>;
+var<private> d7: vec4<f32>;
+
+fn step_c(a: f32, xv: vec4<f32>) {
+    c0 = fma(vec4<f32>(subgroupBroadcast(a, 0u)), xv, c0);
+    c1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), xv, c1);
+    c2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), xv, c2);
+    c3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), xv, c3);
+    c4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), xv, c4);
+    c5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), xv, c5);
+    c6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), xv, c6);
+    c7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), xv, c7);
+}
+
+fn step_d(a: f32, xv: vec4<f32>) {
+    d0 = fma(vec4<f32>(subgroupBroadcast(a, 0u)), xv, d0);
+    d1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), xv, d1);
+    d2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), xv, d2);
+    d3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), xv, d3);
+    d4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), xv, d4);
+    d5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), xv, d5);
+    d6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), xv, d6);
+    d7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), xv, d7);
+}
+
+// The 4 consecutive floats starting at float s of the window t0 | t1 | t2 (s is a constant).
+fn win(t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, s: u32) -> vec4<f32> {
+    switch s {
+        case 0u: { return t0; }
+        case 1u: { return vec4<f32>(t0.yzw, t1.x); }
+        case 2u: { return vec4<f32>(t0.zw, t1.xy); }
+        case 3u: { return vec4<f32>(t0.w, t1.xyz); }
+        case 4u: { return t1; }
+        case 5u: { return vec4<f32>(t1.yzw, t2.x); }
+        case 6u: { return vec4<f32>(t1.zw, t2.xy); }
+        case 7u: { return vec4<f32>(t1.w, t2.xyz); }
+        default: { return t2; }
+    }
+}
+
+// One tap kw (a constant): weights a (channels co0..co0+7) and b (co0+8..co0+15).
+fn tap(kw: u32, wa0: vec4<f32>, wa1: vec4<f32>, wb0: vec4<f32>, wb1: vec4<f32>,
+       t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>) {
+    let xv = win(t0, t1, t2, M + kw);
+    if (kw < 4u) {
+        step_c(wa0[kw], xv);
+        if (CO == 16u) {
+            step_d(wb0[kw], xv);
+        }
+    } else {
+        step_c(wa1[kw - 4u], xv);
+        if (CO == 16u) {
+            step_d(wb1[kw - 4u], xv);
+        }
+    }
+}
+
+fn fetch_x(row: u32, rowok: bool, jj: i32) -> vec4<f32> {
+    let ok = rowok && jj >= 0 && jj < i32(p.w4);
+    let t = select(0u, row * p.w4 + u32(jj), ok);
+    let xy = texel_xy(t);
+    return select(vec4<f32>(0.0), textureLoad(xt, xy.xy, xy.z), ok);
+}
+
+// Accumulates the CO channels x 4 columns of output item `item` into c0..c7 (and d0..d7).
+fn conv_acc(item: u32, co0: u32, sl: u32) {
+    let j = item % p.ow4;
+    let oh = (item / p.ow4) % p.oh;
+    let n = item / (p.ow4 * p.oh);
+    let kt = (K + 3u) / 4u;
+    let wra = co0 + sl;
+    let wrb = co0 + 8u + sl;
+    let j0 = i32(j) - i32(PADT);
+    let zero = vec4<f32>(0.0);
+    for (var ci = 0u; ci < p.cin; ci++) {
+        for (var kh = 0u; kh < K; kh++) {
+            let ih = i32(oh + kh) - i32(PAD);
+            let rowok = ih >= 0 && ih < i32(p.h);
+            let row = (n * p.cin + ci) * p.h + u32(clamp(ih, 0, i32(p.h) - 1));
+            let t0 = fetch_x(row, rowok, j0);
+            var t1 = zero;
+            var t2 = zero;
+            if (NT > 1u) {
+                t1 = fetch_x(row, rowok, j0 + 1);
+            }
+            if (NT > 2u) {
+                t2 = fetch_x(row, rowok, j0 + 2);
+            }
+            let wx = (ci * K + kh) * kt;
+            let wa0 = textureLoad(wt, vec2<u32>(wx, wra), 0);
+            var wa1 = zero;
+            var wb0 = zero;
+            var wb1 = zero;
+            if (K > 4u) {
+                wa1 = textureLoad(wt, vec2<u32>(wx + 1u, wra), 0);
+            }
+            if (CO == 16u) {
+                wb0 = textureLoad(wt, vec2<u32>(wx, wrb), 0);
+                if (K > 4u) {
+                    wb1 = textureLoad(wt, vec2<u32>(wx + 1u, wrb), 0);
+                }
+            }
+            tap(0u, wa0, wa1, wb0, wb1, t0, t1, t2);
+            if (K > 1u) {
+                tap(1u, wa0, wa1, wb0, wb1, t0, t1, t2);
+            }
+            if (K > 2u) {
+                tap(2u, wa0, wa1, wb0, wb1, t0, t1, t2);
+            }
+            if (K > 3u) {
+                tap(3u, wa0, wa1, wb0, wb1, t0, t1, t2);
+            }
+            if (K > 4u) {
+                tap(4u, wa0, wa1, wb0, wb1, t0, t1, t2);
+            }
+        }
+    }
+}
+
+fn acc_at(c: u32) -> vec4<f32> {
+    let acc = array<vec4<f32>, 16>(c0, c1, c2, c3, c4, c5, c6, c7, d0, d1, d2, d3, d4, d5, d6, d7);
+    return acc[c];
+}
+
+// Any output width: scalar stores, the last texel of a row cut at p.ow.
+@compute @workgroup_size(64)
+fn conv_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
+            @builtin(subgroup_invocation_id) sl: u32) {
+    let total = p.n * p.oh * p.ow4;
+    let item_raw = wg.x * 64u + li;
+    let item = min(item_raw, total - 1u);
+    let co0 = wg.y * CO;
+    conv_acc(item, co0, sl);
+    if (item_raw < total) {
+        let j = item % p.ow4;
+        let oh = (item / p.ow4) % p.oh;
+        let n = item / (p.ow4 * p.oh);
+        let ohw = p.oh * p.ow;
+        let col = 4u * j;
+        let base = n * p.cout * ohw + oh * p.ow + col;
+        for (var c = 0u; c < CO; c++) {
+            if (co0 + c < p.cout) {
+                let v = acc_at(c);
+                for (var e = 0u; e < 4u; e++) {
+                    if (col + e < p.ow) {
+                        let i = base + c * ohw + co0 * ohw + e;
+                        if (p.accumulate != 0u) {
+                            y[i] = y[i] + v[e];
+                        } else {
+                            y[i] = v[e];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+@group(0) @binding(1) var<storage, read_write> y4: array<vec4<f32>>;
+
+// Output width a multiple of 4: one vec4 store per channel (about 4 times cheaper on llvmpipe).
+@compute @workgroup_size(64)
+fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
+             @builtin(subgroup_invocation_id) sl: u32) {
+    let total = p.n * p.oh * p.ow4;
+    let item_raw = wg.x * 64u + li;
+    let item = min(item_raw, total - 1u);
+    let co0 = wg.y * CO;
+    conv_acc(item, co0, sl);
+    if (item_raw < total) {
+        // with p.ow % 4 == 0, item * 4 is the offset of the item inside its image's plane
+        let n = item / (p.ow4 * p.oh);
+        let ohw4 = p.oh * p.ow4;
+        let base = n * p.cout * ohw4 + item % ohw4;
+        for (var c = 0u; c < CO; c++) {
+            if (co0 + c < p.cout) {
+                let i = base + (co0 + c) * ohw4;
+                if (p.accumulate != 0u) {
+                    y4[i] = y4[i] + acc_at(c);
+                } else {
+                    y4[i] = acc_at(c);
+                }
+            }
+        }
+    }
+}
