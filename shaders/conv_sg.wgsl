@@ -103,12 +103,20 @@ fn conv2d_fwd_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(WGS)
 fn conv2d_bwd_data_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
                       @builtin(subgroup_invocation_id) sl: u32) {
-    let total = p.n * p.h * p.w;
+    // Stride 2: positions are ordered (n, ih, iw parity, iw / 2), so the 8 lanes of a subgroup
+    // mostly share the parity of ih and iw and with it the taps that reach an output; a tap no
+    // lane needs is skipped (subgroupAny), which leaves about a quarter of the taps.
+    let s2 = p.stride == 2u;
+    let wq = select(p.w, (p.w + 1u) / 2u, s2);
+    let per_row = select(p.w, 2u * wq, s2);
+    let total = p.n * p.h * per_row;
     let pos_raw = wg.x * WGS + li;
     let pos = min(pos_raw, total - 1u);
-    let iw = pos % p.w;
-    let ih = (pos / p.w) % p.h;
-    let n = pos / (p.w * p.h);
+    let r = pos % per_row;
+    let iw_raw = select(r, 2u * (r % wq) + r / wq, s2);
+    let iw = min(iw_raw, p.w - 1u);
+    let ih = (pos / per_row) % p.h;
+    let n = pos / (per_row * p.h);
     let ci0 = wg.y * CB;
     let lane = sl % 8u;
     let kk = p.k * p.k;
@@ -123,10 +131,16 @@ fn conv2d_bwd_data_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoc
             let th = i32(ih + p.pad) - i32(kh);
             let oh = th / i32(p.stride);
             let okh = th >= 0 && th % i32(p.stride) == 0 && oh < i32(p.oh);
+            if (!subgroupAny(okh)) {
+                continue;
+            }
             for (var kw = 0u; kw < p.k; kw++) {
                 let tw = i32(iw + p.pad) - i32(kw);
                 let ow = tw / i32(p.stride);
                 let ok = okh && tw >= 0 && tw % i32(p.stride) == 0 && ow < i32(p.ow);
+                if (!subgroupAny(ok)) {
+                    continue;
+                }
                 let di = ((n * p.cout + co) * p.oh + u32(clamp(oh, 0, i32(p.oh) - 1))) * p.ow + u32(clamp(ow, 0, i32(p.ow) - 1));
                 let g = select(0.0, in0[di], ok);
                 let t = kh * p.k + kw;
@@ -141,7 +155,7 @@ fn conv2d_bwd_data_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoc
             }
         }
     }
-    if (pos_raw < total) {
+    if (pos_raw < total && iw_raw < p.w) {
         let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
         let hw = p.h * p.w;
         let base = n * p.cin * hw + ih * p.w + iw;

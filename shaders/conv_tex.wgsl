@@ -11,7 +11,14 @@
 //               16) output channels; per (ci, kh) it fetches the NT input texels that cover its
 //               window once and reuses them for all K taps, and lane j of each 8-lane subgroup
 //               fetches the weights of channel co0 + j, which subgroupBroadcast hands to every lane.
-//               Per (ci, kh) that is NT + CO/8 texel fetches for 4*K*CO FMAs.
+//               Per (ci, kh) that is NT + CO/8 texel fetches for 4*K*CO FMAs;
+//  - pack_act_c4: an NCHW buffer -> a texture whose texel t = ((n*h + ih)*w + iw)*c4 + c holds
+//               channels 4c .. 4c+3 at one pixel (zero past cin);
+//  - conv_dw_tex: backward-weight, any stride: lane = (4-channel group, kh, kw) of the input, 8
+//               output channels per subgroup. Per 4 output columns a lane fetches one dy texel
+//               (4 positions of channel co0 + lane, from pack_act) and 4 x texels (its 4 input
+//               channels at the 4 positions), and the dy values reach every lane by broadcast:
+//               5 fetches for 128 FMAs. Slices of the positions write partial sums.
 //
 // Why textures: llvmpipe turns a storage-buffer load into a per-invocation scalar loop (about 20
 // cycles per element), while an rgba32float storage-texture fetch is a vector gather (about 9
@@ -26,6 +33,10 @@
 //  - pack_act/pack_act4: t < n*cin*h*w4, so the source index is < n*cin*h*w and t's texel exists;
 //  - pack_wt: returns unless (g.x, g.y) is inside the texture; reads only when co < cout and
 //    ci < cin, so the OIHW index is < cout*cin*K*K (flipped or not);
+//  - pack_act_c4: t < n*h*w*c4, so the pixel and channel group exist; channels >= cin are not read;
+//  - conv_dw_tex: the lane is clamped to the last (c, kh, kw) and co0 + lane to cout - 1; x texels
+//    fall back to texel 0 outside the input; dy texel rows are < n*cout*oh, columns < ow4; the
+//    items of a slice are < n*oh*ow4; stores are guarded by lane < c4*K*K, co < cout, ci < cin;
 //  - conv_tex/conv_tex4: item is clamped to total - 1, so n < p.n; fetch_x falls back to texel 0
 //    unless the row and texel column are inside the input; weight texels are x < wrow and rows
 //    co0 + lane (+ 8 when CO = 16) < ceil(cout/CO)*CO; stores are guarded by item_raw < total,
@@ -35,7 +46,7 @@ struct ConvTexParams {
     n: u32, cin: u32, h: u32, w: u32,      // input of the (equivalent forward) conv
     cout: u32, oh: u32, ow: u32, w4: u32,  // output; w4 = texels per input row
     ow4: u32, pad: u32, accumulate: u32, flip: u32,
-    wrow: u32, _pad0: u32, _pad1: u32, _pad2: u32, // wrow = texels per packed weight row
+    wrow: u32, stride: u32, slices: u32, c4: u32, // wrow = texels per packed weight row; c4 = ceil(cin/4)
 }
 
 @group(0) @binding(0) var<uniform> p: ConvTexParams;
@@ -330,6 +341,104 @@ fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                     y4[i] = y4[i] + acc_at(c);
                 } else {
                     y4[i] = acc_at(c);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward-weight. x (channel-grouped, pack_act_c4) and dy (rows, pack_act) as textures.
+
+@group(0) @binding(1) var c4_out: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(2) var<storage, read> c4_src: array<f32>;
+
+@compute @workgroup_size(64)
+fn pack_act_c4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = g.x + g.y * nwg.x * 64u;
+    if (t >= p.n * p.h * p.w * p.c4) {
+        return;
+    }
+    let c = t % p.c4;
+    let pix = t / p.c4;
+    let hw = p.h * p.w;
+    let n = pix / hw;
+    let base = n * p.cin * hw + pix % hw;
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let ci = 4u * c + j;
+        if (ci < p.cin) {
+            v[j] = c4_src[base + ci * hw];
+        }
+    }
+    let xy = texel_xy(t);
+    textureStore(c4_out, xy.xy, xy.z, v);
+}
+
+@group(0) @binding(1) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(2) var dyt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(3) var xct: texture_storage_2d_array<rgba32float, read>;
+
+fn fetch_xc(n: u32, ih: i32, iw: i32, c: u32) -> vec4<f32> {
+    let ok = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
+    let t = select(0u, ((n * p.h + u32(ih)) * p.w + u32(iw)) * p.c4 + c, ok);
+    let xy = texel_xy(t);
+    return select(vec4<f32>(0.0), textureLoad(xct, xy.xy, xy.z), ok);
+}
+
+fn dw_step(a: f32, n: u32, ih: i32, iw: i32, c: u32) {
+    step_c(a, fetch_xc(n, ih, iw, c));
+}
+
+// p.h/p.w/p.cin: the layer input; p.oh/p.ow/p.cout: its output (dy); out = partial[slice][cout][cin*K*K]
+@compute @workgroup_size(64)
+fn conv_dw_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
+               @builtin(subgroup_invocation_id) sl: u32) {
+    let lanes = p.c4 * K * K;
+    let lane_raw = wg.x * 64u + li;
+    let lane = min(lane_raw, lanes - 1u);
+    let kw = lane % K;
+    let kh = (lane / K) % K;
+    let c = lane / (K * K);
+    let co0 = wg.y * 8u;
+    let dco = min(co0 + sl, p.cout - 1u);
+    let items = p.n * p.oh * p.ow4;
+    let chunk = (items + p.slices - 1u) / p.slices;
+    let first = wg.z * chunk;
+    let last = min(first + chunk, items);
+    let s = i32(p.stride);
+    for (var it = first; it < last; it++) {
+        let j = it % p.ow4;
+        let row = it / p.ow4;            // n * oh + oh
+        let oh = row % p.oh;
+        let n = row / p.oh;
+        let dxy = texel_xy((n * p.cout + dco) * p.oh * p.ow4 + oh * p.ow4 + j);
+        let dv = textureLoad(dyt, dxy.xy, dxy.z);
+        let ih = i32(oh) * s + i32(kh) - i32(p.pad);
+        let iw0 = i32(4u * j) * s + i32(kw) - i32(p.pad);
+        dw_step(dv.x, n, ih, iw0, c);
+        dw_step(dv.y, n, ih, iw0 + s, c);
+        dw_step(dv.z, n, ih, iw0 + 2 * s, c);
+        dw_step(dv.w, n, ih, iw0 + 3 * s, c);
+    }
+    if (lane_raw < lanes) {
+        let kk = K * K;
+        let taps = p.cin * kk;
+        let base = wg.z * p.cout * taps + kh * K + kw;
+        for (var o = 0u; o < 8u; o++) {
+            let co = co0 + o;
+            if (co < p.cout) {
+                let v = acc_at(o);
+                for (var e = 0u; e < 4u; e++) {
+                    let ci = 4u * c + e;
+                    if (ci < p.cin) {
+                        let i = base + co * taps + ci * kk;
+                        if (p.accumulate != 0u) {
+                            dw[i] = dw[i] + v[e];
+                        } else {
+                            dw[i] = v[e];
+                        }
+                    }
                 }
             }
         }

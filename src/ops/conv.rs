@@ -50,9 +50,9 @@ crate::gpu_params!(
         pub accumulate: u32,
         pub flip: u32,
         pub wrow: u32,
-        pub _pad0: u32,
-        pub _pad1: u32,
-        pub _pad2: u32,
+        pub stride: u32,
+        pub slices: u32,
+        pub c4: u32,
     }
 );
 
@@ -373,14 +373,185 @@ pub fn bwd_data(
         return conv_tex(gpu, co, &t, dy, w, dx, accumulate);
     }
     let entries = ("conv2d_bwd_data", "conv2d_bwd_data_sg");
+    // the subgroup kernel orders stride-2 positions by column parity, padding odd widths by one
+    let positions = if v != ConvVariant::Direct && s.stride == 2 {
+        s.n * s.h * 2 * s.w.div_ceil(2)
+    } else {
+        s.n * s.h * s.w
+    };
     launch(
         gpu,
         v,
         &s.params(accumulate),
         entries,
-        (s.cin, s.n * s.h * s.w),
+        (s.cin, positions),
         [dx, dy, w],
     )
+}
+
+fn tex_dw_covers(gpu: &Gpu, s: &ConvShape) -> bool {
+    let (oh, ow) = s.out_hw();
+    let l = &gpu.limits;
+    let layers = |texels: usize| texels.div_ceil(TEX_W as usize).div_ceil(TEX_ROWS as usize);
+    let max_layers = u64::from(l.max_texture_array_layers);
+    let max_groups = u64::from(l.max_compute_workgroups_per_dimension);
+    layers(act_texels(s.n, s.cout, oh, ow)) as u64 <= max_layers
+        && layers(s.n * s.h * s.w * s.cin.div_ceil(4)) as u64 <= max_layers
+        && ((s.cin.div_ceil(4) * s.k * s.k) as u64).div_ceil(64) <= max_groups
+        && (s.cout as u64).div_ceil(8) <= max_groups
+}
+
+fn pack_act_texture(
+    gpu: &Gpu,
+    entry: &'static str,
+    label: &str,
+    p: &ConvTexParams,
+    texels: usize,
+    src: &wgpu::Buffer,
+) -> Result<(Dispatch, wgpu::Texture, wgpu::TextureView)> {
+    const PACK: &[Binding] = &[Binding::Uniform, Binding::TexWrite, Binding::Read];
+    let rows = texels.div_ceil(TEX_W as usize);
+    let t = storage_texture(
+        gpu,
+        label,
+        TEX_W as usize,
+        rows.min(TEX_ROWS as usize),
+        rows.div_ceil(TEX_ROWS as usize),
+    );
+    let v = array_view(&t);
+    let spec = KernelSpec::new(ShaderId::ConvTex, entry, PACK);
+    let d = Dispatch::with_resources(
+        gpu,
+        &spec,
+        p,
+        &[Res::View(&v), Res::from(src)],
+        grid_for(gpu, texels, 64),
+    )?;
+    Ok((d, t, v))
+}
+
+/// Backward-weight from textures (any stride): dy packed by rows, x packed by 4-channel groups,
+/// `conv_dw_tex` over slices of the output positions, and reduce_outer_sum over the slices.
+fn bwd_weight_tex(
+    gpu: &Gpu,
+    s: &ConvShape,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Op> {
+    let (oh, ow) = s.out_hw();
+    let ow4 = ow.div_ceil(4);
+    let c4 = s.cin.div_ceil(4);
+    let lanes = c4 * s.k * s.k;
+    let (gx, gy) = ((lanes as u32).div_ceil(64), (s.cout as u32).div_ceil(8));
+    let items = (s.n * oh * ow4) as u32;
+    let slices = if accumulate {
+        1
+    } else {
+        64u32.div_ceil(gx * gy).clamp(1, items)
+    };
+    let p = ConvTexParams {
+        n: s.n as u32,
+        cin: s.cin as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        cout: s.cout as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        w4: s.w.div_ceil(4) as u32,
+        ow4: ow4 as u32,
+        pad: s.pad as u32,
+        accumulate: accumulate as u32,
+        stride: s.stride as u32,
+        slices,
+        c4: c4 as u32,
+        ..Default::default()
+    };
+    // dy as pack_act sees it: rows (n, cout, oh) of ow columns
+    let pdy = ConvTexParams {
+        cin: s.cout as u32,
+        h: oh as u32,
+        w: ow as u32,
+        w4: ow4 as u32,
+        ..p
+    };
+    let dy_entry = if ow.is_multiple_of(4) {
+        "pack_act4"
+    } else {
+        "pack_act"
+    };
+    let (pack_dy, dyt, dyv) = pack_act_texture(
+        gpu,
+        dy_entry,
+        "conv dy texture",
+        &pdy,
+        act_texels(s.n, s.cout, oh, ow),
+        dy,
+    )?;
+    let (pack_x, xt, xv) = pack_act_texture(
+        gpu,
+        "pack_act_c4",
+        "conv x channel texture",
+        &p,
+        s.n * s.h * s.w * c4,
+        x,
+    )?;
+    let spec = KernelSpec::new(
+        ShaderId::ConvTex,
+        "conv_dw_tex",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::TexRead,
+            Binding::TexRead,
+        ],
+    )
+    .with("K", s.k as f64);
+    let mut steps = vec![pack_dy, pack_x];
+    if slices == 1 {
+        steps.push(Dispatch::with_resources(
+            gpu,
+            &spec,
+            &p,
+            &[Res::from(dw), Res::View(&dyv), Res::View(&xv)],
+            [gx, gy, 1],
+        )?);
+        return Ok(Op {
+            steps,
+            textures: vec![dyt, xt],
+        });
+    }
+    let partial = Tensor::empty(
+        gpu,
+        "conv dw partial sums",
+        &[slices as usize * s.w_len()],
+        DType::F32,
+    )?;
+    steps.push(Dispatch::with_resources(
+        gpu,
+        &spec,
+        &p,
+        &[Res::from(&partial.buf), Res::View(&dyv), Res::View(&xv)],
+        [gx, gy, slices],
+    )?);
+    let out = Tensor {
+        buf: dw.clone(),
+        shape: vec![s.w_len()],
+        dtype: DType::F32,
+    };
+    let r = reduce(
+        gpu,
+        ReduceOp::OuterSum,
+        ReduceShape::per_channel(slices as usize, s.w_len(), 1),
+        &partial,
+        &out,
+    )?;
+    steps.push(r);
+    Ok(Op {
+        steps,
+        textures: vec![dyt, xt],
+    })
 }
 
 /// The forward conv that `conv_tex` runs: input (n, cin, h, w), output (n, cout, oh, ow), stride 1.
@@ -588,6 +759,9 @@ pub fn bwd_weight(
             ("dw", dw, s.w_len()),
         ],
     )?;
+    if matches!(v, ConvVariant::Tex { .. }) && tex_dw_covers(gpu, s) {
+        return bwd_weight_tex(gpu, s, dy, x, dw, accumulate);
+    }
     let v = match v {
         ConvVariant::Tex { .. } => ConvVariant::Subgroup,
         v => v,
