@@ -7,11 +7,16 @@
 //  - pack_wt:   OIHW weights -> a texture with one row per output channel and, per (ci, kh), KT =
 //               ceil(K/4) texels holding the K taps along kw (zero padded). With `flip` set it packs
 //               w'[o][i][kh][kw] = w[i][o][K-1-kh][K-1-kw], the weights of backward-data;
-//  - conv_tex:  each invocation owns 4 consecutive output columns of one output row and CO (8 or
+//  - conv_tex:  stride 1 or 2; each invocation owns 4 consecutive output columns of one output row and CO (8 or
 //               16) output channels; per (ci, kh) it fetches the NT input texels that cover its
 //               window once and reuses them for all K taps, and lane j of each 8-lane subgroup
 //               fetches the weights of channel co0 + j, which subgroupBroadcast hands to every lane.
 //               Per (ci, kh) that is NT + CO/8 texel fetches for 4*K*CO FMAs;
+//  - conv_bwd_data2_tex: backward-data of a stride-2 conv: each invocation owns 4 consecutive
+//               columns of one dx row and 8 of its channels; per (dy channel, kh) it fetches the 3
+//               dy texels around column 2j and, per tap kw, feeds the two of its 4 columns whose
+//               parity matches. Rows are ordered even first, then odd, so the lanes of a subgroup
+//               usually share the row parity and skip (subgroupAny) the kernel rows none needs;
 //  - pack_act_c4: an NCHW buffer -> a texture whose texel t = ((n*h + ih)*w + iw)*c4 + c holds
 //               channels 4c .. 4c+3 at one pixel (zero past cin);
 //  - conv_dw_tex: backward-weight, any stride: lane = (4-channel group, kh, kw) of the input, 8
@@ -33,6 +38,8 @@
 //  - pack_act/pack_act4: t < n*cin*h*w4, so the source index is < n*cin*h*w and t's texel exists;
 //  - pack_wt: returns unless (g.x, g.y) is inside the texture; reads only when co < cout and
 //    ci < cin, so the OIHW index is < cout*cin*K*K (flipped or not);
+//  - conv_bwd_data2_tex: as conv_tex, with dy in the input's place (fetch_x falls back to texel 0)
+//    and dx rows ih < p.oh from the even/odd row order;
 //  - pack_act_c4: t < n*h*w*c4, so the pixel and channel group exist; channels >= cin are not read;
 //  - conv_dw_tex: the lane is clamped to the last (c, kh, kw) and co0 + lane to cout - 1; x texels
 //    fall back to texel 0 outside the input; dy texel rows are < n*cout*oh, columns < ow4; the
@@ -139,9 +146,10 @@ fn pack_wt(@builtin(global_invocation_id) g: vec3<u32>) {
 @group(0) @binding(2) var xt: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(3) var wt: texture_storage_2d_array<rgba32float, read>;
 
+override S: u32 = 1u;       // stride: 1, or 2 (forward only) when M + K <= 6
 override PADT: u32 = (PAD + 3u) / 4u;            // whole texels of padding before column 0
 override M: u32 = 4u * ((PAD + 3u) / 4u) - PAD;  // window start inside the first texel
-override NT: u32 = (4u * ((PAD + 3u) / 4u) - PAD + K + 6u) / 4u; // texels per window (<= 3)
+override NT: u32 = (4u * ((PAD + 3u) / 4u) - PAD + 3u * S + K + 3u) / 4u; // texels per window (<= 3)
 
 // The accumulators live in named private variables and every loop over taps and channels is
 // written out (with K, PAD and CO pipeline constants folding the branches away): llvmpipe keeps
@@ -200,10 +208,27 @@ fn win(t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, s: u32) -> vec4<f32> {
     }
 }
 
+// Every other float from float s of t0 | t1 | t2 (stride 2; s + 6 <= 11).
+fn win2(t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, s: u32) -> vec4<f32> {
+    switch s {
+        case 0u: { return vec4<f32>(t0.xz, t1.xz); }
+        case 1u: { return vec4<f32>(t0.yw, t1.yw); }
+        case 2u: { return vec4<f32>(t0.z, t1.xz, t2.x); }
+        case 3u: { return vec4<f32>(t0.w, t1.yw, t2.y); }
+        case 4u: { return vec4<f32>(t1.xz, t2.xz); }
+        default: { return vec4<f32>(t1.yw, t2.yw); }
+    }
+}
+
 // One tap kw (a constant): weights a (channels co0..co0+7) and b (co0+8..co0+15).
 fn tap(kw: u32, wa0: vec4<f32>, wa1: vec4<f32>, wb0: vec4<f32>, wb1: vec4<f32>,
        t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>) {
-    let xv = win(t0, t1, t2, M + kw);
+    var xv: vec4<f32>;
+    if (S == 2u) {
+        xv = win2(t0, t1, t2, M + kw);
+    } else {
+        xv = win(t0, t1, t2, M + kw);
+    }
     if (kw < 4u) {
         step_c(wa0[kw], xv);
         if (CO == 16u) {
@@ -232,11 +257,11 @@ fn conv_acc(item: u32, co0: u32, sl: u32) {
     let kt = (K + 3u) / 4u;
     let wra = co0 + sl;
     let wrb = co0 + 8u + sl;
-    let j0 = i32(j) - i32(PADT);
+    let j0 = i32(S * j) - i32(PADT);
     let zero = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.cin; ci++) {
         for (var kh = 0u; kh < K; kh++) {
-            let ih = i32(oh + kh) - i32(PAD);
+            let ih = i32(oh * S + kh) - i32(PAD);
             let rowok = ih >= 0 && ih < i32(p.h);
             let row = (n * p.cin + ci) * p.h + u32(clamp(ih, 0, i32(p.h) - 1));
             let t0 = fetch_x(row, rowok, j0);
@@ -437,6 +462,110 @@ fn conv_dw_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
                             dw[i] = dw[i] + v[e];
                         } else {
                             dw[i] = v[e];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stride-2 backward-data. p.cin/p.h/p.w/p.w4: dy (the layer's output); p.cout/p.oh/p.ow/p.ow4: dx
+// (the layer's input); weights packed by pack_wt with flip = 1 (rows = the layer's input
+// channels); y/y4 = dx.
+
+// float i of t0 | t1 | t2 (i a constant)
+fn pick(t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, i: i32) -> f32 {
+    if (i < 4) {
+        return t0[i];
+    } else if (i < 8) {
+        return t1[i - 4];
+    }
+    return t2[i - 8];
+}
+
+// Tap kw (a constant): dx columns e0 and e0 + 2 of the 4 take dy columns 2j + d and 2j + d + 1.
+fn tap2(kw: u32, odd: bool, wa0: vec4<f32>, wa1: vec4<f32>, t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>) {
+    let e0 = (kw + PAD) % 2u;
+    let d = (i32(e0) + i32(PAD) - i32(kw)) / 2;
+    let a = select(pick(t0, t1, t2, 4 + d), pick(t0, t1, t2, 6 + d), odd);
+    let b = select(pick(t0, t1, t2, 5 + d), pick(t0, t1, t2, 7 + d), odd);
+    var xv = vec4<f32>(0.0, a, 0.0, b);
+    if (e0 == 0u) {
+        xv = vec4<f32>(a, 0.0, b, 0.0);
+    }
+    let kf = K - 1u - kw;
+    if (kf < 4u) {
+        step_c(wa0[kf], xv);
+    } else {
+        step_c(wa1[kf - 4u], xv);
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv_bwd_data2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
+                      @builtin(subgroup_invocation_id) sl: u32) {
+    let total = p.n * p.oh * p.ow4;
+    let item_raw = wg.x * 64u + li;
+    let item = min(item_raw, total - 1u);
+    let j = item % p.ow4;
+    let r = (item / p.ow4) % p.oh;
+    let n = item / (p.ow4 * p.oh);
+    let half = (p.oh + 1u) / 2u;
+    let ih = select(2u * (r - half) + 1u, 2u * r, r < half);
+    let co0 = wg.y * 8u;
+    let kt = (K + 3u) / 4u;
+    let odd = (j & 1u) == 1u;
+    let jb = i32(j / 2u);
+    let zero = vec4<f32>(0.0);
+    for (var ci = 0u; ci < p.cin; ci++) {
+        for (var kh = 0u; kh < K; kh++) {
+            let th = i32(ih + PAD) - i32(kh);
+            let oh = th / 2;
+            let rowok = th >= 0 && (th & 1) == 0 && oh < i32(p.h);
+            if (!subgroupAny(rowok)) {
+                continue;
+            }
+            let row = (n * p.cin + ci) * p.h + u32(clamp(oh, 0, i32(p.h) - 1));
+            let t0 = fetch_x(row, rowok, jb - 1);
+            let t1 = fetch_x(row, rowok, jb);
+            let t2 = fetch_x(row, rowok, jb + 1);
+            let wx = (ci * K + (K - 1u - kh)) * kt;
+            let wa0 = textureLoad(wt, vec2<u32>(wx, co0 + sl), 0);
+            var wa1 = zero;
+            if (K > 4u) {
+                wa1 = textureLoad(wt, vec2<u32>(wx + 1u, co0 + sl), 0);
+            }
+            tap2(0u, odd, wa0, wa1, t0, t1, t2);
+            if (K > 1u) {
+                tap2(1u, odd, wa0, wa1, t0, t1, t2);
+            }
+            if (K > 2u) {
+                tap2(2u, odd, wa0, wa1, t0, t1, t2);
+            }
+            if (K > 3u) {
+                tap2(3u, odd, wa0, wa1, t0, t1, t2);
+            }
+            if (K > 4u) {
+                tap2(4u, odd, wa0, wa1, t0, t1, t2);
+            }
+        }
+    }
+    if (item_raw < total) {
+        let ohw = p.oh * p.ow;
+        let col = 4u * j;
+        let base = n * p.cout * ohw + ih * p.ow + col;
+        for (var c = 0u; c < 8u; c++) {
+            if (co0 + c < p.cout) {
+                let v = acc_at(c);
+                for (var e = 0u; e < 4u; e++) {
+                    if (col + e < p.ow) {
+                        let i = base + (co0 + c) * ohw + e;
+                        if (p.accumulate != 0u) {
+                            y[i] = y[i] + v[e];
+                        } else {
+                            y[i] = v[e];
                         }
                     }
                 }

@@ -123,9 +123,9 @@ impl ConvVariant {
 
     /// The variant that actually runs `s` forward and backward-data: `Tex` only where its kernel
     /// covers the shape (stride 1, kernel at most 5, textures within the device limits).
-    fn effective(self, gpu: &Gpu, s: &ConvShape) -> ConvVariant {
+    fn effective(self, gpu: &Gpu, s: &ConvShape, bwd_data: bool) -> ConvVariant {
         match self {
-            ConvVariant::Tex { .. } if !tex_covers(gpu, s) => ConvVariant::Subgroup,
+            ConvVariant::Tex { .. } if !tex_covers(gpu, s, bwd_data) => ConvVariant::Subgroup,
             v => v,
         }
     }
@@ -140,12 +140,15 @@ fn act_texels(n: usize, c: usize, h: usize, w: usize) -> usize {
     n * c * h * w.div_ceil(4)
 }
 
-fn tex_covers(gpu: &Gpu, s: &ConvShape) -> bool {
+fn tex_covers(gpu: &Gpu, s: &ConvShape, bwd_data: bool) -> bool {
     let (oh, ow) = s.out_hw();
     let l = &gpu.limits;
     let layers = |texels: usize| texels.div_ceil(TEX_W as usize).div_ceil(TEX_ROWS as usize);
     let items = |n: usize, h: usize, w: usize| n * h * w.div_ceil(4);
-    s.stride == 1
+    // the input window of 4 outputs must fit 3 texels: with stride 2, M + K <= 6
+    let m = (4 - s.pad % 4) % 4;
+    // (backward-data at stride 2 has its own kernel, whose window always fits)
+    (s.stride == 1 || (s.stride == 2 && (bwd_data || m + s.k <= 6)))
         && (1..=5).contains(&s.k)
         && s.pad < s.k
         && layers(act_texels(s.n, s.cin, s.h, s.w)) as u64 <= u64::from(l.max_texture_array_layers)
@@ -309,9 +312,10 @@ pub fn fwd(
             ("y", y, s.y_len()),
         ],
     )?;
-    if let ConvVariant::Tex { co } = v.effective(gpu, s) {
+    if let ConvVariant::Tex { co } = v.effective(gpu, s, false) {
         let (oh, ow) = s.out_hw();
         let t = TexConv {
+            stride: s.stride,
             n: s.n,
             cin: s.cin,
             h: s.h,
@@ -355,7 +359,25 @@ pub fn bwd_data(
             ("dx", dx, s.x_len()),
         ],
     )?;
-    if let ConvVariant::Tex { co } = v.effective(gpu, s) {
+    if matches!(v.effective(gpu, s, true), ConvVariant::Tex { .. }) && s.stride == 2 {
+        // stride 2: conv_bwd_data2_tex reads dy and the transposed weights directly
+        let (oh, ow) = s.out_hw();
+        let t = TexConv {
+            n: s.n,
+            cin: s.cout,
+            h: oh,
+            w: ow,
+            cout: s.cin,
+            oh: s.h,
+            ow: s.w,
+            k: s.k,
+            pad: s.pad,
+            stride: 2,
+            flip: true,
+        };
+        return conv_tex(gpu, 8, &t, dy, w, dx, accumulate);
+    }
+    if let ConvVariant::Tex { co } = v.effective(gpu, s, true) {
         // stride 1: dx = conv(dy, w flipped and transposed) with padding k - 1 - pad
         let (oh, ow) = s.out_hw();
         let t = TexConv {
@@ -368,6 +390,7 @@ pub fn bwd_data(
             ow: s.w,
             k: s.k,
             pad: s.k - 1 - s.pad,
+            stride: 1,
             flip: true,
         };
         return conv_tex(gpu, co, &t, dy, w, dx, accumulate);
@@ -554,7 +577,8 @@ fn bwd_weight_tex(
     })
 }
 
-/// The forward conv that `conv_tex` runs: input (n, cin, h, w), output (n, cout, oh, ow), stride 1.
+/// The forward conv that `conv_tex` runs: input (n, cin, h, w), output (n, cout, oh, ow), stride 1
+/// or 2.
 struct TexConv {
     n: usize,
     cin: usize,
@@ -565,7 +589,9 @@ struct TexConv {
     ow: usize,
     k: usize,
     pad: usize,
-    /// Weights are the layer's [cin][cout][k][k] read flipped (backward-data).
+    stride: usize,
+    /// Weights are the layer's [cin][cout][k][k] read flipped (backward-data); with stride 2 the
+    /// op runs `conv_bwd_data2_tex` (dy as the input, dx as the output, the layer's pad).
     flip: bool,
 }
 
@@ -649,7 +675,9 @@ fn conv_tex(
     };
     let pack_act = KernelSpec::new(ShaderId::ConvTex, act_entry, PACK);
     let pack_wt = KernelSpec::new(ShaderId::ConvTex, "pack_wt", PACK).with("K", t.k as f64);
-    let conv_entry = if t.ow.is_multiple_of(4) {
+    let conv_entry = if t.flip && t.stride == 2 {
+        "conv_bwd_data2_tex"
+    } else if t.ow.is_multiple_of(4) {
         "conv_tex4"
     } else {
         "conv_tex"
@@ -666,6 +694,7 @@ fn conv_tex(
     )
     .with("K", t.k as f64)
     .with("PAD", t.pad as f64)
+    .with("S", t.stride as f64)
     .with("CO", f64::from(co));
     let items = (t.n * t.oh * t.ow.div_ceil(4)) as u32;
     let steps = vec![
