@@ -1,15 +1,20 @@
 // Batch norm 2-D over NCHW (statistics per channel over N*H*W values), training and eval, with
 // an optional fused ReLU, and its backward pass.
 //
-//  - bn_stats (train): one workgroup per channel: mean, biased var -> stats[c] = (mean, invstd);
+//  - bn_stats (train): one workgroup per channel, one pass: sums of d = x - x[first] and d^2
+//    (shifted by the channel's first value, so the subtraction loses little) -> mean, biased
+//    var -> stats[c] = (mean, invstd);
 //    running_mean/var <- (1 - momentum) * running + momentum * (mean, unbiased var).
 //  - bn_eval_stats: stats[c] = (running_mean, 1 / sqrt(running_var + eps)).
 //  - bn_apply: y = (x - mean) * invstd * gamma + beta, then max(y, 0) when relu = 1 (computed as
 //    x * scale + shift with scale = invstd * gamma, shift = beta - mean * scale).
 //  - bn_bwd_reduce: one workgroup per channel: g = dy * (y > 0 when relu), xhat = (x - mean)
-//    * invstd; dgamma = sum g * xhat, dbeta = sum g.
+//    * invstd; dgamma = sum g * xhat, dbeta = sum g. y is recomputed from x exactly as bn_apply
+//    computes it (the same fma), so neither backward kernel reads y: loads are what cost.
 //  - bn_bwd_dx: dx = gamma * invstd * (g - dbeta / M - xhat * dgamma / M), M = N*H*W.
-// Reductions are per-invocation strided sums then a fixed tree: deterministic.
+// Reductions are per-invocation strided sums then a fixed tree: deterministic. The strided walks
+// over (n, hw) step their indices without a division per element (a vector division is scalar
+// code on CPU-backed devices).
 
 struct BnParams {
     n: u32,
@@ -33,9 +38,31 @@ const WGR: u32 = 256u;
 var<workgroup> red0: array<f32, WGR>;
 var<workgroup> red1: array<f32, WGR>;
 
-fn idx(c: u32, e: u32) -> u32 {
-    let n = e / p.hw;
-    return (n * p.c + c) * p.hw + (e - n * p.hw);
+// The (n, r) position of element lid of a channel, and the (n, r) step of WGR elements.
+struct Walk {
+    n: u32,
+    r: u32,
+    dn: u32,
+    dr: u32,
+}
+
+fn walk_start(lid: u32) -> Walk {
+    return Walk(lid / p.hw, lid % p.hw, WGR / p.hw, WGR % p.hw);
+}
+
+fn walk_next(w: Walk) -> Walk {
+    var v = w;
+    v.n += w.dn;
+    v.r += w.dr;
+    if (v.r >= p.hw) {
+        v.r -= p.hw;
+        v.n += 1u;
+    }
+    return v;
+}
+
+fn walk_idx(w: Walk, c: u32) -> u32 {
+    return (w.n * p.c + c) * p.hw + w.r;
 }
 
 fn tree2(lid: u32) {
@@ -53,25 +80,24 @@ fn tree2(lid: u32) {
 fn bn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = wg.x;
     let m = p.n * p.hw;
+    let shift = sx[c * p.hw];
     var s = 0.0;
-    for (var e = lid; e < m; e += WGR) { s += sx[idx(c, e)]; }
-    red0[lid] = s;
-    red1[lid] = 0.0;
-    tree2(lid);
-    let mean = red0[0] / f32(m);
-    workgroupBarrier();
     var q = 0.0;
-    for (var e = lid; e < m; e += WGR) {
-        let d = sx[idx(c, e)] - mean;
+    for (var w = walk_start(lid); w.n < p.n; w = walk_next(w)) {
+        let d = sx[walk_idx(w, c)] - shift;
+        s += d;
         q = fma(d, d, q);
     }
-    red0[lid] = 0.0;
+    red0[lid] = s;
     red1[lid] = q;
     tree2(lid);
     if (lid == 0u) {
-        let var_b = red1[0] / f32(m);
+        let md = red0[0] / f32(m);
+        let mean = shift + md;
+        let ss = max(red1[0] - red0[0] * md, 0.0); // sum of (x - mean)^2
+        let var_b = ss / f32(m);
         stats[c] = vec2<f32>(mean, 1.0 / sqrt(var_b + p.eps));
-        let var_u = red1[0] / f32(max(m, 2u) - 1u);
+        let var_u = ss / f32(max(m, 2u) - 1u);
         running[c] = (1.0 - p.momentum) * running[c] + p.momentum * mean;
         running[p.c + c] = (1.0 - p.momentum) * running[p.c + c] + p.momentum * var_u;
     }
@@ -116,26 +142,30 @@ fn bn_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @group(0) @binding(2) var<storage, read_write> dbeta: array<f32>;
 @group(0) @binding(3) var<storage, read> rx: array<f32>;
 @group(0) @binding(4) var<storage, read> rdy: array<f32>;
-@group(0) @binding(5) var<storage, read> ry: array<f32>;
-@group(0) @binding(6) var<storage, read> rstats: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> rstats: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read> rgamma: array<f32>;
+@group(0) @binding(7) var<storage, read> rbeta: array<f32>;
 
-fn g_of(dy: f32, y: f32) -> f32 {
-    if (p.relu != 0u && y <= 0.0) { return 0.0; }
+// dy masked by the ReLU when the forward had one: y = fma(x, sc, sh) as in bn_apply.
+fn g_of(dy: f32, x: f32, sc: f32, sh: f32) -> f32 {
+    if (p.relu != 0u && fma(x, sc, sh) <= 0.0) { return 0.0; }
     return dy;
 }
 
 @compute @workgroup_size(256)
 fn bn_bwd_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = wg.x;
-    let m = p.n * p.hw;
     let st = rstats[c];
+    let sc = st.y * rgamma[c];
+    let sh = rbeta[c] - st.x * sc;
     var sg = 0.0;
     var sgx = 0.0;
-    for (var e = lid; e < m; e += WGR) {
-        let i = idx(c, e);
-        let g = g_of(rdy[i], ry[i]);
+    for (var w = walk_start(lid); w.n < p.n; w = walk_next(w)) {
+        let i = walk_idx(w, c);
+        let x = rx[i];
+        let g = g_of(rdy[i], x, sc, sh);
         sg += g;
-        sgx = fma(g, (rx[i] - st.x) * st.y, sgx);
+        sgx = fma(g, (x - st.x) * st.y, sgx);
     }
     red0[lid] = sgx;
     red1[lid] = sg;
@@ -150,9 +180,9 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
 @group(0) @binding(1) var<storage, read_write> ddx: array<f32>;
 @group(0) @binding(2) var<storage, read> dx_x: array<f32>;
 @group(0) @binding(3) var<storage, read> dx_dy: array<f32>;
-@group(0) @binding(4) var<storage, read> dx_y: array<f32>;
-@group(0) @binding(5) var<storage, read> dx_stats: array<vec2<f32>>;
-@group(0) @binding(6) var<storage, read> dx_gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> dx_stats: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> dx_gamma: array<f32>;
+@group(0) @binding(6) var<storage, read> dx_beta: array<f32>;
 @group(0) @binding(7) var<storage, read> dx_dgamma: array<f32>;
 @group(0) @binding(8) var<storage, read> dx_dbeta: array<f32>;
 
@@ -165,14 +195,16 @@ fn bn_bwd_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let st = dx_stats[c];
     let m = f32(p.n * p.hw);
     let k = dx_gamma[c] * st.y;
+    let sc = st.y * dx_gamma[c];
+    let sh = dx_beta[c] - st.x * sc;
     let mb = dx_dbeta[c] / m;
     let mg = dx_dgamma[c] / m;
     let base = row * p.hw;
     for (var j = 0u; j < p.hw; j++) {
         let i = base + j;
-        var g = dx_dy[i];
-        if (p.relu != 0u && dx_y[i] <= 0.0) { g = 0.0; }
-        let xhat = (dx_x[i] - st.x) * st.y;
+        let x = dx_x[i];
+        let g = g_of(dx_dy[i], x, sc, sh);
+        let xhat = (x - st.x) * st.y;
         ddx[i] = k * (g - mb - xhat * mg);
     }
 }

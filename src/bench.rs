@@ -597,12 +597,12 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         shape.clone(),
         "relu".into(),
         &fwd,
-        4.0 * bytes,
+        3.0 * bytes,
         "GB/s",
     )?;
     let bw = BnBwd {
         x: &x.buf,
-        y: &y.buf,
+        beta: &b.buf,
         dy: &dy.buf,
         stats: &st.buf,
         gamma: &g.buf,
@@ -621,7 +621,7 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         shape.clone(),
         "relu".into(),
         &op,
-        7.0 * bytes,
+        5.0 * bytes,
         "GB/s",
     )?;
     let ps = PoolShape {

@@ -105,7 +105,7 @@ fn conv_shapes() -> Vec<ConvShape> {
         s(1, 3, 4, 12, 9, 3, 1, 0), // no padding, width a multiple of 4
         s(2, 2, 6, 7, 5, 4, 1, 3),  // even kernel, pad K - 1
         s(2, 16, 32, 40, 8, 3, 1, 1), // several texture rows
-        s(2, 3, 17, 19, 9, 3, 2, 1),  // stride 2, ragged output texels
+        s(2, 3, 17, 19, 9, 3, 2, 1), // stride 2, ragged output texels
         s(2, 6, 16, 16, 10, 1, 2, 0), // 1x1 stride-2 shortcut, output width 8
     ]
 }
@@ -271,7 +271,7 @@ fn batch_norm_kernels_match_twins() {
         let (tdx, tdg, tdb) = (out(g, s.len()), out(g, s.c), out(g, s.c));
         let b = BnBwd {
             x: &tx.buf,
-            y: &ty.buf,
+            beta: &tb.buf,
             dy: &tdy.buf,
             stats: &tst.buf,
             gamma: &tg.buf,

@@ -756,7 +756,7 @@ fn plan_bn(
     }
     let bw = BnBwd {
         x: b.buf(x),
-        y: b.buf(y),
+        beta: &beta.w_eff().buf,
         dy: b.buf(gy),
         stats: b.buf(stats),
         gamma: &gamma.w_eff().buf,

@@ -127,7 +127,8 @@ pub fn apply(
 /// The buffers of one batch-norm backward pass.
 pub struct BnBwd<'a> {
     pub x: &'a wgpu::Buffer,
-    pub y: &'a wgpu::Buffer,
+    /// The forward's beta: with `gamma` and `stats` it gives back the ReLU mask from x.
+    pub beta: &'a wgpu::Buffer,
     pub dy: &'a wgpu::Buffer,
     pub stats: &'a wgpu::Buffer,
     pub gamma: &'a wgpu::Buffer,
@@ -150,6 +151,7 @@ pub fn backward(gpu: &Gpu, s: &BnShape, b: &BnBwd<'_>) -> Result<[Dispatch; 2]> 
             Binding::Read,
             Binding::Read,
             Binding::Read,
+            Binding::Read,
         ],
     );
     let groups = grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension);
@@ -157,7 +159,7 @@ pub fn backward(gpu: &Gpu, s: &BnShape, b: &BnBwd<'_>) -> Result<[Dispatch; 2]> 
         gpu,
         &red,
         &s.params(),
-        &[b.dgamma, b.dbeta, b.x, b.dy, b.y, b.stats],
+        &[b.dgamma, b.dbeta, b.x, b.dy, b.stats, b.gamma, b.beta],
         groups,
     )?;
     let dx = KernelSpec::new(
@@ -180,7 +182,7 @@ pub fn backward(gpu: &Gpu, s: &BnShape, b: &BnBwd<'_>) -> Result<[Dispatch; 2]> 
         gpu,
         &dx,
         &s.params(),
-        &[b.dx, b.x, b.dy, b.y, b.stats, b.gamma, b.dgamma, b.dbeta],
+        &[b.dx, b.x, b.dy, b.stats, b.gamma, b.beta, b.dgamma, b.dbeta],
         grid_for(gpu, s.n * s.c, WG),
     )?;
     Ok([d1, d2])
