@@ -19,58 +19,67 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 @group(0) @binding(2) var<storage, read_write> farg: array<u32>;
 @group(0) @binding(3) var<storage, read> fx: array<f32>;
 
+// One invocation per output row (n, c, oh), looping over ow: index arithmetic (vector integer
+// division is scalar code on CPU-backed devices) is paid once per row, not per element.
 @compute @workgroup_size(WG)
 fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.n * p.c * p.oh * p.ow) { return; }
-    let ow = i % p.ow;
-    let oh = (i / p.ow) % p.oh;
-    let nc = i / (p.ow * p.oh);
-    let base = (nc * p.h + 2u * oh) * p.w + 2u * ow;
-    var best = fx[base];
-    var arg = 0u;
-    let v1 = fx[base + 1u];
-    if (v1 > best) { best = v1; arg = 1u; }
-    let v2 = fx[base + p.w];
-    if (v2 > best) { best = v2; arg = 2u; }
-    let v3 = fx[base + p.w + 1u];
-    if (v3 > best) { best = v3; arg = 3u; }
-    fy[i] = best;
-    farg[i] = arg;
+    let r = flat(gid, nwg);
+    if (r >= p.n * p.c * p.oh) { return; }
+    let oh = r % p.oh;
+    let nc = r / p.oh;
+    let row0 = (nc * p.h + 2u * oh) * p.w;
+    let o0 = r * p.ow;
+    for (var ow = 0u; ow < p.ow; ow++) {
+        let base = row0 + 2u * ow;
+        var best = fx[base];
+        var arg = 0u;
+        let v1 = fx[base + 1u];
+        if (v1 > best) { best = v1; arg = 1u; }
+        let v2 = fx[base + p.w];
+        if (v2 > best) { best = v2; arg = 2u; }
+        let v3 = fx[base + p.w + 1u];
+        if (v3 > best) { best = v3; arg = 3u; }
+        fy[o0 + ow] = best;
+        farg[o0 + ow] = arg;
+    }
 }
 
-// maxpool2_bwd: out dx; in dy, arg. One invocation per output: it writes the whole 2x2 window
-// (dy at the argmax, 0 elsewhere), so each dy and arg is loaded once. An odd last row or column
-// that no window covers gets 0 from the invocation of the window to its left or above.
+// maxpool2_bwd: out dx; in dy, arg. One invocation per output row, as the forward: each window
+// is written whole (dy at the argmax, 0 elsewhere), so each dy and arg is loaded once. An odd
+// last row or column that no window covers gets 0 from the row of windows above it or the last
+// window to its left.
 @group(0) @binding(1) var<storage, read_write> bdx: array<f32>;
 @group(0) @binding(2) var<storage, read> bdy: array<f32>;
 @group(0) @binding(3) var<storage, read> barg: array<u32>;
 
 @compute @workgroup_size(WG)
 fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let o = flat(gid, nwg);
-    if (o >= p.n * p.c * p.oh * p.ow) { return; }
-    let ow = o % p.ow;
-    let oh = (o / p.ow) % p.oh;
-    let nc = o / (p.ow * p.oh);
-    let g = bdy[o];
-    let a = barg[o];
-    let base = (nc * p.h + 2u * oh) * p.w + 2u * ow;
-    bdx[base] = select(0.0, g, a == 0u);
-    bdx[base + 1u] = select(0.0, g, a == 1u);
-    bdx[base + p.w] = select(0.0, g, a == 2u);
-    bdx[base + p.w + 1u] = select(0.0, g, a == 3u);
-    // Uncovered odd edges: the last window of a row clears the column to its right, the last
-    // row of windows clears the row below.
-    if (ow + 1u == p.ow && p.w % 2u == 1u) {
-        bdx[base + 2u] = 0.0;
-        bdx[base + p.w + 2u] = 0.0;
+    let r = flat(gid, nwg);
+    if (r >= p.n * p.c * p.oh) { return; }
+    let oh = r % p.oh;
+    let nc = r / p.oh;
+    let row0 = (nc * p.h + 2u * oh) * p.w;
+    let o0 = r * p.ow;
+    let last_row = oh + 1u == p.oh && p.h % 2u == 1u;
+    for (var ow = 0u; ow < p.ow; ow++) {
+        let g = bdy[o0 + ow];
+        let a = barg[o0 + ow];
+        let base = row0 + 2u * ow;
+        bdx[base] = select(0.0, g, a == 0u);
+        bdx[base + 1u] = select(0.0, g, a == 1u);
+        bdx[base + p.w] = select(0.0, g, a == 2u);
+        bdx[base + p.w + 1u] = select(0.0, g, a == 3u);
+        if (last_row) {
+            bdx[base + 2u * p.w] = 0.0;
+            bdx[base + 2u * p.w + 1u] = 0.0;
+        }
     }
-    if (oh + 1u == p.oh && p.h % 2u == 1u) {
-        bdx[base + 2u * p.w] = 0.0;
-        bdx[base + 2u * p.w + 1u] = 0.0;
-        if (ow + 1u == p.ow && p.w % 2u == 1u) {
-            bdx[base + 2u * p.w + 2u] = 0.0;
+    if (p.w % 2u == 1u) {
+        let base = row0 + 2u * p.ow;
+        bdx[base] = 0.0;
+        bdx[base + p.w] = 0.0;
+        if (last_row) {
+            bdx[base + 2u * p.w] = 0.0;
         }
     }
 }
@@ -93,10 +102,14 @@ fn gap_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @group(0) @binding(1) var<storage, read_write> gdx: array<f32>;
 @group(0) @binding(2) var<storage, read> gdy: array<f32>;
 
+// One invocation per (n, c).
 @compute @workgroup_size(WG)
 fn gap_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
+    if (i >= p.n * p.c) { return; }
     let hw = p.h * p.w;
-    if (i >= p.n * p.c * hw) { return; }
-    gdx[i] = gdy[i / hw] / f32(hw);
+    let g = gdy[i] / f32(hw);
+    for (var j = 0u; j < hw; j++) {
+        gdx[i * hw + j] = g;
+    }
 }

@@ -64,7 +64,7 @@ pub fn max_fwd(
             msg: format!("input {s:?} is smaller than the 2x2 window"),
         });
     }
-    let (oh, ow) = s.max_out();
+    let (oh, _) = s.max_out();
     let spec = KernelSpec::new(
         ShaderId::Pool,
         "maxpool2_fwd",
@@ -81,7 +81,7 @@ pub fn max_fwd(
         &spec,
         &s.params(),
         &[y, arg, x],
-        grid_for(gpu, s.n * s.c * oh * ow, WG),
+        grid_for(gpu, s.n * s.c * oh, WG),
     )
 }
 
@@ -109,7 +109,7 @@ pub fn max_bwd(
         &spec,
         &s.params(),
         &[dx, dy, arg],
-        grid_for(gpu, s.n * s.c * s.h * s.w, WG),
+        grid_for(gpu, s.n * s.c * s.max_out().0, WG),
     )
 }
 
@@ -143,6 +143,6 @@ pub fn gap_bwd(gpu: &Gpu, s: &PoolShape, dy: &wgpu::Buffer, dx: &wgpu::Buffer) -
         &spec,
         &s.params(),
         &[dx, dy],
-        grid_for(gpu, s.n * s.c * s.h * s.w, WG),
+        grid_for(gpu, s.n * s.c, WG),
     )
 }
