@@ -150,6 +150,32 @@ fn conv_variant_matches_twins(v: ConvVariant) {
             &dw_ref,
             Tol::BALANCED,
         );
+        // the whole backward pass as one op (dy packed once where both halves use textures)
+        let (tdx2, tdw2) = (out(g, s.x_len()), out(g, s.w_len()));
+        conv::bwd(
+            g,
+            v,
+            &s,
+            &tdy.buf,
+            &tx.buf,
+            &tw.buf,
+            &tdw2.buf,
+            Some((&tdx2.buf, false)),
+        )
+        .unwrap()
+        .run(g);
+        assert_close(
+            &format!("conv bwd: dx {s:?}"),
+            &tdx2.to_f32(g).unwrap(),
+            &dx_ref,
+            Tol::BALANCED,
+        );
+        assert_close(
+            &format!("conv bwd: dw {s:?}"),
+            &tdw2.to_f32(g).unwrap(),
+            &dw_ref,
+            Tol::BALANCED,
+        );
         fd_check("conv2d_bwd_data", &x, &dx, &|xv| {
             dot(&reference::conv::conv2d_fwd(&s, xv, &w), &dy)
         });

@@ -717,11 +717,16 @@ fn plan_conv(
     if !b.train {
         return Ok((f, None));
     }
-    let mut bw = conv::bwd_weight(gpu, cv, cs, b.buf(gy), b.buf(x), &w.grad.buf, false)?;
-    if let Some(gx) = gx {
-        let d = conv::bwd_data(gpu, cv, cs, b.buf(gy), &w.w_eff().buf, b.buf(gx), acc_dx)?;
-        bw.steps.extend(d.steps);
-    }
+    let bw = conv::bwd(
+        gpu,
+        cv,
+        cs,
+        b.buf(gy),
+        b.buf(x),
+        &w.w_eff().buf,
+        &w.grad.buf,
+        gx.map(|gx| (b.buf(gx), acc_dx)),
+    )?;
     Ok((f, Some(bw)))
 }
 

@@ -327,7 +327,7 @@ pub fn fwd(
             pad: s.pad,
             flip: false,
         };
-        return conv_tex(gpu, co, &t, x, w, y, false);
+        return conv_tex(gpu, co, &t, x, None, w, y, false);
     }
     let entries = ("conv2d_fwd", "conv2d_fwd_sg");
     launch(
@@ -375,7 +375,7 @@ pub fn bwd_data(
             stride: 2,
             flip: true,
         };
-        return conv_tex(gpu, 8, &t, dy, w, dx, accumulate);
+        return conv_tex(gpu, 8, &t, dy, None, w, dx, accumulate);
     }
     if let ConvVariant::Tex { co } = v.effective(gpu, s, true) {
         // stride 1: dx = conv(dy, w flipped and transposed) with padding k - 1 - pad
@@ -393,7 +393,7 @@ pub fn bwd_data(
             stride: 1,
             flip: true,
         };
-        return conv_tex(gpu, co, &t, dy, w, dx, accumulate);
+        return conv_tex(gpu, co, &t, dy, None, w, dx, accumulate);
     }
     let entries = ("conv2d_bwd_data", "conv2d_bwd_data_sg");
     // the subgroup kernel orders stride-2 positions by column parity, padding odd widths by one
@@ -456,12 +456,123 @@ fn pack_act_texture(
     Ok((d, t, v))
 }
 
+/// Packs dy (rows (n, cout, oh) of ow columns) as the texture-fed backward kernels read it.
+fn pack_dy(
+    gpu: &Gpu,
+    s: &ConvShape,
+    pdy: &ConvTexParams,
+    dy: &wgpu::Buffer,
+) -> Result<(Dispatch, wgpu::Texture, wgpu::TextureView)> {
+    let (oh, ow) = s.out_hw();
+    let entry = if ow.is_multiple_of(4) {
+        "pack_act4"
+    } else {
+        "pack_act"
+    };
+    pack_act_texture(
+        gpu,
+        entry,
+        "conv dy texture",
+        pdy,
+        act_texels(s.n, s.cout, oh, ow),
+        dy,
+    )
+}
+
+/// The whole backward pass of a conv: dw = correlation of dy with x (overwritten), and with `dx`
+/// (buffer, accumulate) also dx (+)= conv_transpose(dy, w). Where both run from textures, dy is
+/// packed once for the two.
+#[allow(clippy::too_many_arguments)]
+pub fn bwd(
+    gpu: &Gpu,
+    v: ConvVariant,
+    s: &ConvShape,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    dx: Option<(&wgpu::Buffer, bool)>,
+) -> Result<Op> {
+    let shared = matches!(v, ConvVariant::Tex { .. })
+        && tex_dw_covers(gpu, s)
+        && dx.is_some()
+        && matches!(v.effective(gpu, s, true), ConvVariant::Tex { .. });
+    let Some((dxb, acc)) = dx.filter(|_| shared) else {
+        let mut op = bwd_weight(gpu, v, s, dy, x, dw, false)?;
+        if let Some((dxb, acc)) = dx {
+            let d = bwd_data(gpu, v, s, dy, w, dxb, acc)?;
+            op.steps.extend(d.steps);
+            op.textures.extend(d.textures);
+        }
+        return Ok(op);
+    };
+    check(
+        gpu,
+        s,
+        [
+            ("dy", dy, s.y_len()),
+            ("x", x, s.x_len()),
+            ("dw", dw, s.w_len()),
+        ],
+    )?;
+    check(
+        gpu,
+        s,
+        [
+            ("dy", dy, s.y_len()),
+            ("w", w, s.w_len()),
+            ("dx", dxb, s.x_len()),
+        ],
+    )?;
+    let (oh, ow) = s.out_hw();
+    let pdy = ConvTexParams {
+        n: s.n as u32,
+        cin: s.cout as u32,
+        h: oh as u32,
+        w: ow as u32,
+        w4: ow.div_ceil(4) as u32,
+        ..Default::default()
+    };
+    let (pack, dyt, dyv) = pack_dy(gpu, s, &pdy, dy)?;
+    let wop = bwd_weight_tex(gpu, s, dy, Some(&dyv), x, dw, false)?;
+    let co = match v {
+        ConvVariant::Tex { co } if s.stride == 1 => co,
+        _ => 8,
+    };
+    let t = TexConv {
+        n: s.n,
+        cin: s.cout,
+        h: oh,
+        w: ow,
+        cout: s.cin,
+        oh: s.h,
+        ow: s.w,
+        k: s.k,
+        pad: if s.stride == 1 {
+            s.k - 1 - s.pad
+        } else {
+            s.pad
+        },
+        stride: s.stride,
+        flip: true,
+    };
+    let dop = conv_tex(gpu, co, &t, dy, Some(&dyv), w, dxb, acc)?;
+    let mut steps = vec![pack];
+    steps.extend(wop.steps);
+    steps.extend(dop.steps);
+    let mut textures = vec![dyt];
+    textures.extend(wop.textures);
+    textures.extend(dop.textures);
+    Ok(Op { steps, textures })
+}
+
 /// Backward-weight from textures (any stride): dy packed by rows, x packed by 4-channel groups,
 /// `conv_dw_tex` over slices of the output positions, and reduce_outer_sum over the slices.
 fn bwd_weight_tex(
     gpu: &Gpu,
     s: &ConvShape,
     dy: &wgpu::Buffer,
+    packed_dy: Option<&wgpu::TextureView>,
     x: &wgpu::Buffer,
     dw: &wgpu::Buffer,
     accumulate: bool,
@@ -502,19 +613,19 @@ fn bwd_weight_tex(
         w4: ow4 as u32,
         ..p
     };
-    let dy_entry = if ow.is_multiple_of(4) {
-        "pack_act4"
-    } else {
-        "pack_act"
+    let mut steps = Vec::new();
+    let mut textures = Vec::new();
+    let own;
+    let dyv = match packed_dy {
+        Some(v) => v,
+        None => {
+            let (d, t, v) = pack_dy(gpu, s, &pdy, dy)?;
+            steps.push(d);
+            textures.push(t);
+            own = v;
+            &own
+        }
     };
-    let (pack_dy, dyt, dyv) = pack_act_texture(
-        gpu,
-        dy_entry,
-        "conv dy texture",
-        &pdy,
-        act_texels(s.n, s.cout, oh, ow),
-        dy,
-    )?;
     let (pack_x, xt, xv) = pack_act_texture(
         gpu,
         "pack_act_c4",
@@ -534,19 +645,17 @@ fn bwd_weight_tex(
         ],
     )
     .with("K", s.k as f64);
-    let mut steps = vec![pack_dy, pack_x];
+    steps.push(pack_x);
+    textures.push(xt);
     if slices == 1 {
         steps.push(Dispatch::with_resources(
             gpu,
             &spec,
             &p,
-            &[Res::from(dw), Res::View(&dyv), Res::View(&xv)],
+            &[Res::from(dw), Res::View(dyv), Res::View(&xv)],
             [gx, gy, 1],
         )?);
-        return Ok(Op {
-            steps,
-            textures: vec![dyt, xt],
-        });
+        return Ok(Op { steps, textures });
     }
     let partial = Tensor::empty(
         gpu,
@@ -558,7 +667,7 @@ fn bwd_weight_tex(
         gpu,
         &spec,
         &p,
-        &[Res::from(&partial.buf), Res::View(&dyv), Res::View(&xv)],
+        &[Res::from(&partial.buf), Res::View(dyv), Res::View(&xv)],
         [gx, gy, slices],
     )?);
     let out = Tensor {
@@ -574,10 +683,7 @@ fn bwd_weight_tex(
         &out,
     )?;
     steps.push(r);
-    Ok(Op {
-        steps,
-        textures: vec![dyt, xt],
-    })
+    Ok(Op { steps, textures })
 }
 
 /// The forward conv that `conv_tex` runs: input (n, cin, h, w), output (n, cout, oh, ow), stride 1
@@ -624,11 +730,13 @@ fn array_view(t: &wgpu::Texture) -> wgpu::TextureView {
 
 /// pack_act (x into a texture), pack_wt (weights into a texture) and conv_tex, as one op that owns
 /// both textures. The caller has checked the shape with [`tex_covers`].
+#[allow(clippy::too_many_arguments)]
 fn conv_tex(
     gpu: &Gpu,
     co: u32,
     t: &TexConv,
     x: &wgpu::Buffer,
+    packed: Option<&wgpu::TextureView>,
     w: &wgpu::Buffer,
     y: &wgpu::Buffer,
     accumulate: bool,
@@ -640,20 +748,11 @@ fn conv_tex(
         });
     }
     let texels = act_texels(t.n, t.cin, t.h, t.w);
-    let rows = texels.div_ceil(TEX_W as usize);
-    let layers = rows.div_ceil(TEX_ROWS as usize);
-    let xt = storage_texture(
-        gpu,
-        "conv input texture",
-        TEX_W as usize,
-        rows.min(TEX_ROWS as usize),
-        layers,
-    );
     let kt = t.k.div_ceil(4);
     let wrow = t.cin * t.k * kt;
     let wrows = t.cout.div_ceil(co as usize) * co as usize;
     let wt = storage_texture(gpu, "conv weight texture", wrow, wrows, 1);
-    let (xv, wv) = (array_view(&xt), array_view(&wt));
+    let wv = array_view(&wt);
     let p = ConvTexParams {
         n: t.n as u32,
         cin: t.cin as u32,
@@ -670,13 +769,25 @@ fn conv_tex(
         wrow: wrow as u32,
         ..Default::default()
     };
-    const PACK: &[Binding] = &[Binding::Uniform, Binding::TexWrite, Binding::Read];
     let act_entry = if t.w.is_multiple_of(4) {
         "pack_act4"
     } else {
         "pack_act"
     };
-    let pack_act = KernelSpec::new(ShaderId::ConvTex, act_entry, PACK);
+    let mut steps = Vec::new();
+    let mut textures = Vec::new();
+    let own;
+    let xv = match packed {
+        Some(v) => v,
+        None => {
+            let (d, xt, v) = pack_act_texture(gpu, act_entry, "conv input texture", &p, texels, x)?;
+            steps.push(d);
+            textures.push(xt);
+            own = v;
+            &own
+        }
+    };
+    const PACK: &[Binding] = &[Binding::Uniform, Binding::TexWrite, Binding::Read];
     let pack_wt = KernelSpec::new(ShaderId::ConvTex, "pack_wt", PACK).with("K", t.k as f64);
     let conv_entry = if t.flip && t.stride == 2 {
         "conv_bwd_data2_tex"
@@ -700,33 +811,22 @@ fn conv_tex(
     .with("S", t.stride as f64)
     .with("CO", f64::from(co));
     let items = (t.n * t.oh * t.ow.div_ceil(4)) as u32;
-    let steps = vec![
-        Dispatch::with_resources(
-            gpu,
-            &pack_act,
-            &p,
-            &[Res::View(&xv), Res::from(x)],
-            grid_for(gpu, texels, 64),
-        )?,
-        Dispatch::with_resources(
-            gpu,
-            &pack_wt,
-            &p,
-            &[Res::View(&wv), Res::from(w)],
-            [(wrow as u32).div_ceil(8), (wrows as u32).div_ceil(8), 1],
-        )?,
-        Dispatch::with_resources(
-            gpu,
-            &conv,
-            &p,
-            &[Res::from(y), Res::View(&xv), Res::View(&wv)],
-            [items.div_ceil(64), (t.cout as u32).div_ceil(co), 1],
-        )?,
-    ];
-    Ok(Op {
-        steps,
-        textures: vec![xt, wt],
-    })
+    steps.push(Dispatch::with_resources(
+        gpu,
+        &pack_wt,
+        &p,
+        &[Res::View(&wv), Res::from(w)],
+        [(wrow as u32).div_ceil(8), (wrows as u32).div_ceil(8), 1],
+    )?);
+    steps.push(Dispatch::with_resources(
+        gpu,
+        &conv,
+        &p,
+        &[Res::from(y), Res::View(xv), Res::View(&wv)],
+        [items.div_ceil(64), (t.cout as u32).div_ceil(co), 1],
+    )?);
+    textures.push(wt);
+    Ok(Op { steps, textures })
 }
 
 /// Runs a sliced backward-weight kernel: straight into `dw` with one slice, else into partial sums
@@ -792,7 +892,7 @@ pub fn bwd_weight(
         ],
     )?;
     if matches!(v, ConvVariant::Tex { .. }) && tex_dw_covers(gpu, s) {
-        return bwd_weight_tex(gpu, s, dy, x, dw, accumulate);
+        return bwd_weight_tex(gpu, s, dy, None, x, dw, accumulate);
     }
     let v = match v {
         ConvVariant::Tex { .. } => ConvVariant::Subgroup,
