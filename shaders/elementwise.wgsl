@@ -1,5 +1,5 @@
 // Elementwise kernels over n f32 values: fill, scale, axpy, bias_add, add, ReLU forward and
-// backward.
+// backward, and add_relu (a residual add and its ReLU in one pass).
 //
 // One invocation per element. Large tensors use a 2-D grid of workgroups; the flat index is
 // gid.x + gid.y * (num_workgroups.x * WG). Bindings are numbered so that each entry point uses a
@@ -70,4 +70,11 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i < p.n) { out[i] = select(0.0, y[i], x[i] > 0.0); }
+}
+
+// out[i] = max(x[i] + y[i], 0)
+@compute @workgroup_size(WG)
+fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < p.n) { out[i] = max(x[i] + y[i], 0.0); }
 }

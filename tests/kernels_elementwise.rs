@@ -78,6 +78,10 @@ fn add_matches_twin() {
 fn relu_bwd_matches_twin() {
     sizes(EwOp::ReluBwd);
 }
+#[test]
+fn add_relu_matches_twin() {
+    sizes(EwOp::AddRelu);
+}
 
 #[test]
 fn relu_fwd_past_the_1d_grid_limit() {

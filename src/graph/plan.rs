@@ -940,7 +940,7 @@ fn plan_block(
         relu: false,
     };
     let mut t = || b.t(len, DType::F32);
-    let (c1, a1, c2, a2, pre) = (t()?, t()?, t()?, t()?, t()?);
+    let (c1, a1, c2, a2) = (t()?, t()?, t()?, t()?);
     let (gc1, ga1, gc2, gpre) = (t()?, t()?, t()?, t()?);
     let conv1 = plan_conv(b, net, &c1s, w1, x, c1, gc1, gx, false)?;
     let bn1o = plan_bn(b, net, &bs1, bn1, c1, a1, ga1, gc1)?;
@@ -955,7 +955,7 @@ fn plan_block(
         EwOp::ReluBwd,
         0.0,
         &b.tensors[gpre],
-        &[&b.tensors[pre], &b.tensors[gy]],
+        &[&b.tensors[y], &b.tensors[gy]],
     )?;
     bwd_exec.push(one(vec![relu_bwd]));
     bwd_exec.extend([bn2o.1, conv2.1, bn1o.1, conv1.1].into_iter().flatten());
@@ -1003,16 +1003,14 @@ fn plan_block(
             x
         }
     };
-    fwd.push(one(vec![
-        elementwise(
-            gpu,
-            EwOp::Add,
-            0.0,
-            &b.tensors[pre],
-            &[&b.tensors[a2], &b.tensors[sc]],
-        )?,
-        elementwise(gpu, EwOp::ReluFwd, 0.0, &b.tensors[y], &[&b.tensors[pre]])?,
-    ]));
+    // y = relu(a2 + sc) in one pass; the backward masks by y > 0, the same set as a2 + sc > 0
+    fwd.push(one(vec![elementwise(
+        gpu,
+        EwOp::AddRelu,
+        0.0,
+        &b.tensors[y],
+        &[&b.tensors[a2], &b.tensors[sc]],
+    )?]));
     b.fwd.extend(fwd);
     if b.train {
         b.bwd.extend(bwd_exec.into_iter().rev());

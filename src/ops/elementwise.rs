@@ -1,4 +1,5 @@
-//! Elementwise kernels (shaders/elementwise.wgsl): fill, scale, axpy, add, ReLU forward/backward.
+//! Elementwise kernels (shaders/elementwise.wgsl): fill, scale, axpy, add, ReLU forward/backward,
+//! and the fused residual add + ReLU.
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
@@ -44,10 +45,12 @@ pub enum EwOp {
     Add,
     /// out = y * (x > 0)
     ReluBwd,
+    /// out = max(x + y, 0) (a residual add and its ReLU in one pass)
+    AddRelu,
 }
 
 impl EwOp {
-    pub const ALL: [EwOp; 7] = [
+    pub const ALL: [EwOp; 8] = [
         EwOp::Fill,
         EwOp::Scale,
         EwOp::Axpy,
@@ -55,6 +58,7 @@ impl EwOp {
         EwOp::BiasAdd,
         EwOp::Add,
         EwOp::ReluBwd,
+        EwOp::AddRelu,
     ];
 
     pub fn entry(self) -> &'static str {
@@ -66,6 +70,7 @@ impl EwOp {
             EwOp::BiasAdd => "bias_add",
             EwOp::Add => "add",
             EwOp::ReluBwd => "relu_bwd",
+            EwOp::AddRelu => "add_relu",
         }
     }
 
@@ -74,7 +79,7 @@ impl EwOp {
         match self {
             EwOp::Fill | EwOp::Scale => 0,
             EwOp::Axpy | EwOp::ReluFwd | EwOp::BiasAdd => 1,
-            EwOp::Add | EwOp::ReluBwd => 2,
+            EwOp::Add | EwOp::ReluBwd | EwOp::AddRelu => 2,
         }
     }
 }

@@ -12,6 +12,7 @@ pub fn elementwise(op: EwOp, alpha: f32, out: &mut [f32], x: &[f32], y: &[f32]) 
             EwOp::ReluFwd => x[i].max(0.0),
             EwOp::BiasAdd => out[i] + x[i % x.len()],
             EwOp::Add => x[i] + y[i],
+            EwOp::AddRelu => (x[i] + y[i]).max(0.0),
             EwOp::ReluBwd => {
                 if x[i] > 0.0 {
                     y[i]
