@@ -5,8 +5,9 @@
 //! layer gets the device's default variant).
 //!
 //! Buckets round each dimension up to a power of two, so one measurement serves nearby shapes.
-//! Conv candidates are timed at batch min(N, 8) (forward + backward-data + backward-weight) to keep
-//! tuning short; the ranking of the variants does not depend on the batch.
+//! Conv candidates are timed at batch min(N, 32) (forward and the whole backward pass, as training
+//! runs them): at batch 8 the texture kernels' packing and padding overheads made them lose shapes
+//! they win 5x at batch 128. `direct` is only a candidate where no subgroup variant exists.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -164,7 +165,7 @@ impl Tuner {
             return Ok(v);
         }
         let t = ConvShape {
-            n: s.n.min(8),
+            n: s.n.min(32),
             ..*s
         };
         let ones = |n: usize| Tensor::from_f32(gpu, "tune", &[n], &vec![0.5; n]);
@@ -176,11 +177,23 @@ impl Tuner {
             ones(t.w_len())?,
         );
         let mut best: Option<(f64, ConvVariant)> = None;
-        for v in ConvVariant::candidates(gpu) {
+        let mut cands = ConvVariant::candidates(gpu);
+        if cands.contains(&ConvVariant::Subgroup) {
+            cands.retain(|&v| v != ConvVariant::Direct);
+        }
+        for v in cands {
             let ops = [
                 conv::fwd(gpu, v, &t, &x.buf, &w.buf, &y.buf)?,
-                conv::bwd_data(gpu, v, &t, &y.buf, &w.buf, &dx.buf, false)?,
-                conv::bwd_weight(gpu, v, &t, &y.buf, &x.buf, &dw.buf, false)?,
+                conv::bwd(
+                    gpu,
+                    v,
+                    &t,
+                    &y.buf,
+                    &x.buf,
+                    &w.buf,
+                    &dw.buf,
+                    Some((&dx.buf, false)),
+                )?,
             ];
             let tm = time_pass(gpu, "tune conv", 1, 3, false, &|p| {
                 ops.iter().for_each(|o| o.encode(p))
