@@ -20,7 +20,7 @@ fn data(gpu: &Gpu, n: usize) -> Tensor {
 }
 
 /// Times `iters` runs of `record`, each submitted and synced.
-fn timed(gpu: &Gpu, iters: u64, record: &dyn Fn(&mut wgpu::ComputePass<'_>)) -> Duration {
+fn timed(gpu: &Gpu, iters: u64, record: &dyn Fn(&mut incq::gpu::Rec<'_>)) -> Duration {
     let t0 = Instant::now();
     for _ in 0..iters {
         gpu.run_pass("bench", |p| record(p));

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
 use crate::gpu::profile::{time_pass, Timing};
 use crate::gpu::tensor::Tensor;
+use crate::gpu::Rec;
 use crate::ops;
 use crate::ops::gemm::{GemmDesc, GemmVariant};
 
@@ -335,7 +336,7 @@ pub fn workload(
         let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 7 + 3) % 10).collect();
         plan.input.write_f32(gpu, &x)?;
         plan.labels.write_u32(gpu, &labels)?;
-        let step = |p: &mut wgpu::ComputePass<'_>| {
+        let step = |p: &mut Rec<'_>| {
             if train {
                 plan.encode_train(p)
             } else {
@@ -584,13 +585,10 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
     let (st, run, g, b, dg, db) = (vec(12)?, vec(12)?, vec(6)?, vec(6)?, vec(6)?, vec(6)?);
     let bytes = (bs.len() * 4) as f64;
     let shape = format!("{}x6x28x28", n);
-    let fwd = crate::ops::Op {
-        steps: vec![
-            norm::stats(gpu, &bs, true, &x.buf, &st.buf, &run.buf)?,
-            norm::apply(gpu, &bs, &x.buf, &st.buf, &g.buf, &b.buf, &y.buf)?,
-        ],
-        textures: vec![],
-    };
+    let fwd = crate::ops::Op::of(vec![
+        norm::stats(gpu, &bs, true, &x.buf, &st.buf, &run.buf)?,
+        norm::apply(gpu, &bs, &x.buf, &st.buf, &g.buf, &b.buf, &y.buf)?,
+    ]);
     timed(
         &mut rows,
         "bn_fwd",
@@ -611,10 +609,7 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         dx: &dx.buf,
     };
     let [d1, d2] = norm::backward(gpu, &bs, &bw)?;
-    let op = crate::ops::Op {
-        steps: vec![d1, d2],
-        textures: vec![],
-    };
+    let op = crate::ops::Op::of(vec![d1, d2]);
     timed(
         &mut rows,
         "bn_bwd",
@@ -693,20 +688,17 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         Tensor::from_u32(gpu, "exps", &[2], &[0, 0])?,
         vec(1)?,
     );
-    let op = crate::ops::Op {
-        steps: vec![
-            reduce::reduce(
-                gpu,
-                reduce::ReduceOp::MaxAbs,
-                reduce::ReduceShape::whole(qn),
-                &w,
-                &smax,
-            )?,
-            ops::quant::pow2_exponents(gpu, 5, &smax, &exps)?,
-            ops::quant::pow2_quantize_inplace(gpu, 5, &w, &mask, &exps)?,
-        ],
-        textures: vec![],
-    };
+    let op = crate::ops::Op::of(vec![
+        reduce::reduce(
+            gpu,
+            reduce::ReduceOp::MaxAbs,
+            reduce::ReduceShape::whole(qn),
+            &w,
+            &smax,
+        )?,
+        ops::quant::pow2_exponents(gpu, 5, &smax, &exps)?,
+        ops::quant::pow2_quantize_inplace(gpu, 5, &w, &mask, &exps)?,
+    ]);
     let qshape = format!("{qr}x{ql}");
     timed(
         &mut rows,
@@ -723,10 +715,7 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         let proj = ops::relax::Proj::parse(quant)?;
         for (r, l, how) in [(1, qn, "layer"), (qr, ql, "channel")] {
             let op = ops::relax::RelaxOp::new(gpu, proj, r, l, &w, &eff)?;
-            let op = crate::ops::Op {
-                steps: op.steps,
-                textures: vec![],
-            };
+            let op = crate::ops::Op::of(op.steps);
             timed(
                 &mut rows,
                 "relax_proj",

@@ -107,10 +107,10 @@ pub fn profile(gpu: &Gpu, model: &Model, batch: usize, steps: usize) -> Result<P
     let mut events = Vec::new();
     let mut t = 0.0;
     for (layer, d) in plan.dispatches(true) {
-        let tm = time_pass(gpu, &d.kernel.label, 0, steps, false, &|p| d.encode(p))?;
+        let tm = time_pass(gpu, d.label(), 0, steps, false, &|p| d.encode(p))?;
         let dur = tm.median() * 1e6;
         events.push(Event {
-            kernel: d.kernel.label.clone(),
+            kernel: d.label().to_string(),
             layer,
             start_us: t,
             dur_us: dur,

@@ -176,17 +176,15 @@ impl Gpu {
             })
     }
 
-    /// Records `f` into one compute pass of a fresh encoder and submits it.
-    pub fn run_pass(&self, label: &str, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    /// Records `f` into a fresh encoder (its dispatches into compute passes opened as needed) and
+    /// submits it.
+    pub fn run_pass(&self, label: &str, f: impl FnOnce(&mut Rec<'_>)) {
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(label),
-                timestamp_writes: None,
-            });
-            f(&mut pass);
+            let mut rec = Rec::new(&mut enc, label);
+            f(&mut rec);
         }
         self.queue.submit([enc.finish()]);
     }
@@ -328,5 +326,85 @@ impl Gpu {
         };
         staging.unmap();
         Ok(out)
+    }
+}
+
+/// Records commands into one command encoder: dispatches go into a compute pass that is opened on
+/// demand, and a transfer command (for example a buffer-to-texture copy) first closes the open
+/// pass. With a timestamp query set, the first pass writes query 0 at its beginning and
+/// [`Rec::end_timestamps`] writes query 1 after the last command.
+pub struct Rec<'e> {
+    enc: &'e mut wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+    label: String,
+    timestamps: Option<&'e wgpu::QuerySet>,
+    began: bool,
+}
+
+impl<'e> Rec<'e> {
+    pub fn new(enc: &'e mut wgpu::CommandEncoder, label: &str) -> Rec<'e> {
+        Rec {
+            enc,
+            pass: None,
+            label: label.to_string(),
+            timestamps: None,
+            began: false,
+        }
+    }
+
+    /// Like [`Rec::new`], writing timestamps 0 (start) and 1 (end, see [`Rec::end_timestamps`]).
+    pub fn with_timestamps(
+        enc: &'e mut wgpu::CommandEncoder,
+        label: &str,
+        qs: &'e wgpu::QuerySet,
+    ) -> Rec<'e> {
+        Rec {
+            timestamps: Some(qs),
+            ..Rec::new(enc, label)
+        }
+    }
+
+    /// The open compute pass (opened now if none is).
+    pub fn pass(&mut self) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let ts = self.timestamps.filter(|_| !self.began);
+            self.began = true;
+            let p = self
+                .enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&self.label),
+                    timestamp_writes: ts.map(|q| wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: None,
+                    }),
+                })
+                .forget_lifetime();
+            self.pass = Some(p);
+        }
+        self.pass.as_mut().expect("pass opened above")
+    }
+
+    /// The encoder, for a transfer command: closes the open compute pass first.
+    pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
+        self.enc
+    }
+
+    /// Closes the open pass and writes timestamp 1 (and 0, if nothing was recorded) in an empty
+    /// pass of its own.
+    pub fn end_timestamps(mut self) {
+        self.pass = None;
+        if let Some(q) = self.timestamps {
+            let began = self.began;
+            let _ = self.enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&self.label),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: q,
+                    beginning_of_pass_write_index: (!began).then_some(0),
+                    end_of_pass_write_index: Some(1),
+                }),
+            });
+        }
     }
 }

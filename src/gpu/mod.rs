@@ -6,6 +6,6 @@ pub mod kernels;
 pub mod profile;
 pub mod tensor;
 
-pub use device::{DeviceOptions, Gpu};
+pub use device::{DeviceOptions, Gpu, Rec};
 pub use kernels::{Binding, KernelCache, KernelSpec, ShaderId};
 pub use tensor::{DType, Tensor};

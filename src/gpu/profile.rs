@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::gpu::device::Gpu;
+use crate::gpu::device::{Gpu, Rec};
 
 /// Which clock produced a measurement.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub fn time_pass(
     warmup: usize,
     repeats: usize,
     force_wall: bool,
-    record: &dyn Fn(&mut wgpu::ComputePass<'_>),
+    record: &dyn Fn(&mut Rec<'_>),
 ) -> Result<Timing> {
     for _ in 0..warmup {
         gpu.run_pass(label, |p| record(p));
@@ -97,15 +97,9 @@ pub fn time_pass(
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(label),
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &qs,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    }),
-                });
-                record(&mut pass);
+                let mut rec = Rec::with_timestamps(&mut enc, label, &qs);
+                record(&mut rec);
+                rec.end_timestamps();
             }
             enc.resolve_query_set(&qs, 0..2, &resolve, 0);
             gpu.queue.submit([enc.finish()]);

@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
 use crate::gpu::tensor::{DType, Tensor};
+use crate::gpu::Rec;
 use crate::graph::model::{Layer, Model};
 use crate::ops::conv::{self, ConvShape, ConvVariant};
 use crate::ops::elementwise::{elementwise, EwOp};
@@ -575,7 +576,7 @@ impl Plan {
     }
 
     /// Records forward, loss, backward and the optimizer (a training step without its gather).
-    pub fn encode_train(&self, pass: &mut wgpu::ComputePass<'_>) {
+    pub fn encode_train(&self, pass: &mut Rec<'_>) {
         for o in &self.fwd {
             o.encode(pass);
         }
@@ -590,25 +591,41 @@ impl Plan {
         }
     }
 
-    /// Every dispatch of a training step (eval step when not `train`) in execution order, with
-    /// the layer or stage it belongs to, for profiling.
-    pub fn dispatches(&self, train: bool) -> Vec<(String, &Dispatch)> {
-        let mut v: Vec<(String, &Dispatch)> = Vec::new();
+    /// Every step (dispatch or copy) of a training step (eval step when not `train`) in
+    /// execution order, with the layer or stage it belongs to, for profiling.
+    pub fn dispatches(&self, train: bool) -> Vec<(String, StepRef<'_>)> {
+        let mut v: Vec<(String, StepRef<'_>)> = Vec::new();
         for (o, n) in self.fwd.iter().zip(&self.fwd_names) {
-            v.extend(o.steps.iter().map(|d| (format!("{n} fwd"), d)));
+            v.extend(
+                o.steps
+                    .iter()
+                    .map(|d| (format!("{n} fwd"), StepRef::Step(d))),
+            );
         }
-        v.extend(self.loss.iter().map(|d| ("loss".to_string(), d)));
+        v.extend(
+            self.loss
+                .iter()
+                .map(|d| ("loss".to_string(), StepRef::Dispatch(d))),
+        );
         if train {
             for (o, n) in self.bwd.iter().zip(&self.bwd_names).rev() {
-                v.extend(o.steps.iter().map(|d| (format!("{n} bwd"), d)));
+                v.extend(
+                    o.steps
+                        .iter()
+                        .map(|d| (format!("{n} bwd"), StepRef::Step(d))),
+                );
             }
-            v.extend(self.opt.iter().map(|(_, d)| ("optimizer".to_string(), d)));
+            v.extend(
+                self.opt
+                    .iter()
+                    .map(|(_, d)| ("optimizer".to_string(), StepRef::Dispatch(d))),
+            );
         }
         v
     }
 
     /// Records forward and the loss/metrics (an eval step without its gather).
-    pub fn encode_eval(&self, pass: &mut wgpu::ComputePass<'_>) {
+    pub fn encode_eval(&self, pass: &mut Rec<'_>) {
         for o in &self.fwd {
             o.encode(pass);
         }
@@ -692,10 +709,7 @@ fn sgd_params(p: &Param, cfg: &OptimConfig) -> SgdParams {
 type Ops = (Op, Option<Op>);
 
 fn one(d: Vec<Dispatch>) -> Op {
-    Op {
-        steps: d,
-        textures: vec![],
-    }
+    Op::of(d)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -773,6 +787,29 @@ fn plan_bn(
     Ok((f, Some(one(vec![d1, d2]))))
 }
 
+/// A step of a plan as [`Plan::dispatches`] lists it.
+#[derive(Copy, Clone)]
+pub enum StepRef<'a> {
+    Step(&'a crate::ops::Step),
+    Dispatch(&'a Dispatch),
+}
+
+impl StepRef<'_> {
+    pub fn encode(&self, rec: &mut Rec<'_>) {
+        match self {
+            StepRef::Step(s) => s.encode(rec),
+            StepRef::Dispatch(d) => d.encode(rec),
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        match self {
+            StepRef::Step(s) => s.label(),
+            StepRef::Dispatch(d) => &d.kernel.label,
+        }
+    }
+}
+
 impl B<'_> {
     fn push(&mut self, (f, bw): Ops) {
         self.fwd.push(f);
@@ -815,35 +852,28 @@ fn plan_linear(
         &w.w_eff().buf,
         b.buf(z),
     )?;
-    f.steps.push(elementwise(
-        gpu,
-        EwOp::BiasAdd,
-        1.0,
-        &b.tensors[z],
-        &[bias.w_eff()],
-    )?);
+    f.steps
+        .push(elementwise(gpu, EwOp::BiasAdd, 1.0, &b.tensors[z], &[bias.w_eff()])?.into());
     if relu {
-        f.steps.push(elementwise(
-            gpu,
-            EwOp::ReluFwd,
-            0.0,
-            &b.tensors[y],
-            &[&b.tensors[z]],
-        )?);
+        f.steps
+            .push(elementwise(gpu, EwOp::ReluFwd, 0.0, &b.tensors[y], &[&b.tensors[z]])?.into());
     }
     b.fwd.push(f);
     if b.train {
         let gz = if relu { b.t(n * fout, DType::F32)? } else { gy };
-        let mut steps = Vec::new();
+        let mut steps: Vec<crate::ops::Step> = Vec::new();
         let mut textures = Vec::new();
         if relu {
-            steps.push(elementwise(
-                gpu,
-                EwOp::ReluBwd,
-                0.0,
-                &b.tensors[gz],
-                &[&b.tensors[z], &b.tensors[gy]],
-            )?);
+            steps.push(
+                elementwise(
+                    gpu,
+                    EwOp::ReluBwd,
+                    0.0,
+                    &b.tensors[gz],
+                    &[&b.tensors[z], &b.tensors[gy]],
+                )?
+                .into(),
+            );
         }
         let wd = GemmDesc {
             trans_a: true,
@@ -862,13 +892,16 @@ fn plan_linear(
         )?;
         steps.extend(dw.steps);
         textures.extend(dw.textures);
-        steps.push(reduce(
-            gpu,
-            ReduceOp::OuterSum,
-            ReduceShape::per_channel(n, fout, 1),
-            &b.tensors[gz],
-            &bias.grad,
-        )?);
+        steps.push(
+            reduce(
+                gpu,
+                ReduceOp::OuterSum,
+                ReduceShape::per_channel(n, fout, 1),
+                &b.tensors[gz],
+                &bias.grad,
+            )?
+            .into(),
+        );
         if let Some(gx) = gx {
             let xd = GemmDesc::new(n, fin, fout);
             let dx = gemm(

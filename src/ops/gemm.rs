@@ -438,7 +438,7 @@ fn gemm_tex(
         )?,
     ];
     Ok(Op {
-        steps,
+        steps: steps.into_iter().map(crate::ops::Step::from).collect(),
         textures: vec![ta, tb],
     })
 }

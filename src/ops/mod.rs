@@ -22,7 +22,7 @@ pub mod relax;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::gpu::device::Gpu;
+use crate::gpu::device::{Gpu, Rec};
 use crate::gpu::kernels::{Kernel, KernelSpec, Res, ShaderId};
 
 /// A params struct mirrored by a WGSL struct of the same name in `SHADER`.
@@ -99,9 +99,10 @@ impl Dispatch {
             .write_buffer(&self.params, 0, bytemuck::bytes_of(params));
     }
 
-    /// Records the dispatch into a pass.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.kernel.dispatch(pass, &self.bind_group, self.groups);
+    /// Records the dispatch (into the recorder's open compute pass).
+    pub fn encode(&self, rec: &mut Rec<'_>) {
+        self.kernel
+            .dispatch(rec.pass(), &self.bind_group, self.groups);
     }
 
     /// Records and submits the dispatch on its own (tests and one-off jobs).
@@ -110,33 +111,116 @@ impl Dispatch {
     }
 }
 
-/// A prepared op of one or more dispatches, with the scratch resources it owns (for example the
-/// packed textures of the texture-fed GEMM).
+/// A copy of a buffer into a texture, as one or more regions (a transfer command: it runs at
+/// memcpy speed where a packing kernel would load and store every element).
+pub struct TexCopy {
+    pub label: &'static str,
+    pub src: wgpu::Buffer,
+    pub dst: wgpu::Texture,
+    /// (byte offset in src, bytes per row, texture origin, extent)
+    pub regions: Vec<(u64, u32, wgpu::Origin3d, wgpu::Extent3d)>,
+}
+
+impl TexCopy {
+    pub fn encode(&self, rec: &mut Rec<'_>) {
+        let enc = rec.encoder();
+        for &(offset, bytes_per_row, origin, extent) in &self.regions {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.src,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset,
+                        bytes_per_row: Some(bytes_per_row),
+                        rows_per_image: Some(extent.height),
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &self.dst,
+                    mip_level: 0,
+                    origin,
+                    aspect: wgpu::TextureAspect::All,
+                },
+                extent,
+            );
+        }
+    }
+}
+
+/// One recorded command of an op.
+pub enum Step {
+    Dispatch(Dispatch),
+    Copy(TexCopy),
+}
+
+impl Step {
+    pub fn encode(&self, rec: &mut Rec<'_>) {
+        match self {
+            Step::Dispatch(d) => d.encode(rec),
+            Step::Copy(c) => c.encode(rec),
+        }
+    }
+
+    /// The kernel's label, or the copy's.
+    pub fn label(&self) -> &str {
+        match self {
+            Step::Dispatch(d) => &d.kernel.label,
+            Step::Copy(c) => c.label,
+        }
+    }
+
+    /// Records and submits the step on its own.
+    pub fn run(&self, gpu: &Gpu) {
+        gpu.run_pass(self.label(), |rec| self.encode(rec));
+    }
+}
+
+impl From<Dispatch> for Step {
+    fn from(d: Dispatch) -> Self {
+        Step::Dispatch(d)
+    }
+}
+
+/// A prepared op of one or more steps (dispatches and copies), with the scratch resources it owns
+/// (for example the packed textures of the texture-fed GEMM and convs).
 pub struct Op {
-    pub steps: Vec<Dispatch>,
+    pub steps: Vec<Step>,
     pub textures: Vec<wgpu::Texture>,
 }
 
 impl From<Dispatch> for Op {
     fn from(d: Dispatch) -> Self {
         Op {
-            steps: vec![d],
+            steps: vec![d.into()],
             textures: Vec::new(),
         }
     }
 }
 
 impl Op {
-    /// Records every step, in order, into a pass.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for s in &self.steps {
-            s.encode(pass);
+    /// An op of these dispatches, owning no textures.
+    pub fn of(steps: Vec<Dispatch>) -> Op {
+        Op {
+            steps: steps.into_iter().map(Step::from).collect(),
+            textures: Vec::new(),
         }
+    }
+
+    /// Records every step, in order.
+    pub fn encode(&self, rec: &mut Rec<'_>) {
+        for s in &self.steps {
+            s.encode(rec);
+        }
+    }
+
+    /// Appends `other`'s steps and takes its textures.
+    pub fn append(&mut self, other: Op) {
+        self.steps.extend(other.steps);
+        self.textures.extend(other.textures);
     }
 
     /// Records and submits the op on its own.
     pub fn run(&self, gpu: &Gpu) {
-        gpu.run_pass("op", |pass| self.encode(pass));
+        gpu.run_pass("op", |rec| self.encode(rec));
     }
 }
 

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
 use crate::gpu::kernels::{Binding, KernelSpec, ShaderId};
 use crate::gpu::tensor::{DType, Tensor};
+use crate::gpu::Rec;
 use crate::ops::{grid_for, Dispatch};
 
 crate::gpu_params!(
@@ -283,7 +284,7 @@ impl RelaxOp {
     }
 
     /// Records the projection (sort, stats, apply) into a pass.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+    pub fn encode(&self, pass: &mut Rec<'_>) {
         for d in &self.steps {
             d.encode(pass);
         }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
 use crate::gpu::tensor::Tensor;
+use crate::gpu::Rec;
 use crate::graph::plan::Net;
 use crate::ops::relax::{Proj, RelaxOp};
 
@@ -145,7 +146,7 @@ impl Relax {
     }
 
     /// Records every projection (at the start of a step, or before an eval).
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+    pub fn encode(&self, pass: &mut Rec<'_>) {
         for (_, op) in &self.layers {
             op.encode(pass);
         }
