@@ -759,6 +759,34 @@ fn plan_bn(
     let stats = b.t(2 * bs.c, DType::F32)?;
     let running = &net.buffers[bi.running].1.buf;
     let (gamma, beta) = (&net.params[bi.gamma], &net.params[bi.beta]);
+    if norm::tex_ok(gpu, bs) {
+        let (f, xv) = norm::forward_tex(
+            gpu,
+            bs,
+            b.train,
+            b.buf(x),
+            b.buf(stats),
+            running,
+            &gamma.w_eff().buf,
+            &beta.w_eff().buf,
+            b.buf(y),
+        )?;
+        if !b.train {
+            return Ok((f, None));
+        }
+        let bw = BnBwd {
+            x: b.buf(x),
+            beta: &beta.w_eff().buf,
+            dy: b.buf(gy),
+            stats: b.buf(stats),
+            gamma: &gamma.w_eff().buf,
+            dgamma: &gamma.grad.buf,
+            dbeta: &beta.grad.buf,
+            dx: b.buf(gx),
+        };
+        let bwd = norm::backward_tex(gpu, bs, &bw, &xv)?;
+        return Ok((f, Some(bwd)));
+    }
     let st = norm::stats(gpu, bs, b.train, b.buf(x), b.buf(stats), running)?;
     let ap = norm::apply(
         gpu,

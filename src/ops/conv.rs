@@ -468,6 +468,39 @@ fn pack_act_texture(
     Ok((d.into(), t, v))
 }
 
+/// Whether a texture of `texels` texels in the conv layout fits the device.
+pub(crate) fn act_texture_fits(gpu: &Gpu, texels: usize) -> bool {
+    let layers = texels.div_ceil(TEX_W as usize).div_ceil(TEX_ROWS as usize);
+    gpu.limits.max_texture_dimension_2d >= TEX_ROWS
+        && layers as u64 <= u64::from(gpu.limits.max_texture_array_layers)
+}
+
+/// A texture holding `texels` texels of `src` (4 consecutive floats each) in the conv layout,
+/// filled by a copy step.
+pub(crate) fn act_texture_copy(
+    gpu: &Gpu,
+    label: &str,
+    src: &wgpu::Buffer,
+    texels: usize,
+) -> (Step, wgpu::Texture, wgpu::TextureView) {
+    let rows = texels.div_ceil(TEX_W as usize);
+    let t = storage_texture(
+        gpu,
+        label,
+        TEX_W as usize,
+        rows.min(TEX_ROWS as usize),
+        rows.div_ceil(TEX_ROWS as usize),
+    );
+    let v = array_view(&t);
+    let copy = TexCopy {
+        label: "transfer::copy_buffer_to_texture",
+        src: src.clone(),
+        dst: t.clone(),
+        regions: copy_regions(texels),
+    };
+    (Step::Copy(copy), t, v)
+}
+
 /// The copy regions that lay `texels` consecutive texels of a buffer out as shaders/conv_tex.wgsl
 /// addresses them: per layer, the full rows of TEX_W texels, then the partial last row.
 fn copy_regions(texels: usize) -> Vec<(u64, u32, wgpu::Origin3d, wgpu::Extent3d)> {

@@ -1,10 +1,14 @@
 //! Batch norm 2-D (shaders/norm.wgsl): batch statistics with running-stat updates, eval
-//! statistics, apply (optionally fused with ReLU), and the two backward kernels.
+//! statistics, apply (optionally fused with ReLU), and the two backward kernels. On CPU-backed
+//! adapters, where H*W is a multiple of 4, [`forward_tex`] and [`backward_tex`] run the same
+//! computations from textures (shaders/norm_tex.wgsl) filled by copies: x is copied once and
+//! serves the forward and the backward pass.
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
+use crate::gpu::kernels::Res;
 use crate::gpu::kernels::{grid_1d, Binding, KernelSpec, ShaderId};
-use crate::ops::{grid_for, Dispatch};
+use crate::ops::{grid_for, Dispatch, Op};
 
 crate::gpu_params!(
     ShaderId::Norm,
@@ -186,4 +190,177 @@ pub fn backward(gpu: &Gpu, s: &BnShape, b: &BnBwd<'_>) -> Result<[Dispatch; 2]> 
         grid_for(gpu, s.n * s.c, WG),
     )?;
     Ok([d1, d2])
+}
+
+/// True when the texture-fed kernels run `s` on this device: a CPU-backed adapter (where texture
+/// fetches beat storage loads) and H*W a multiple of 4.
+pub fn tex_ok(gpu: &Gpu, s: &BnShape) -> bool {
+    gpu.info.device_type == wgpu::DeviceType::Cpu
+        && s.hw.is_multiple_of(4)
+        && !s.is_empty()
+        && crate::ops::conv::act_texture_fits(gpu, s.len() / 4)
+}
+
+fn check_len(what: &str, b: &wgpu::Buffer, floats: usize) -> Result<()> {
+    if b.size() < (floats * 4) as u64 {
+        return Err(Error::Shape {
+            op: "batch_norm",
+            msg: format!("{what} holds {} floats, needs {floats}", b.size() / 4),
+        });
+    }
+    Ok(())
+}
+
+/// The forward pass from a texture: copy x, statistics (batch or running), apply. Returns the op
+/// and the view of x's texture, which [`backward_tex`] reads.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_tex(
+    gpu: &Gpu,
+    s: &BnShape,
+    train: bool,
+    x: &wgpu::Buffer,
+    st: &wgpu::Buffer,
+    running: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    beta: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<(Op, wgpu::TextureView)> {
+    s.check()?;
+    check_len("x", x, s.len())?;
+    check_len("y", y, s.len())?;
+    let (copy, tex, view) = crate::ops::conv::act_texture_copy(gpu, "bn x texture", x, s.len() / 4);
+    let stats_d = if train {
+        let spec = KernelSpec::new(
+            ShaderId::NormTex,
+            "bn_stats_tex",
+            &[
+                Binding::Uniform,
+                Binding::ReadWrite,
+                Binding::TexRead,
+                Binding::ReadWrite,
+            ],
+        );
+        let g = grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension);
+        Dispatch::with_resources(
+            gpu,
+            &spec,
+            &s.params(),
+            &[Res::from(st), Res::View(&view), Res::from(running)],
+            g,
+        )?
+    } else {
+        stats(gpu, s, false, x, st, running)?
+    };
+    let spec = KernelSpec::new(
+        ShaderId::NormTex,
+        "bn_apply_tex",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::TexRead,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+        ],
+    );
+    let apply_d = Dispatch::with_resources(
+        gpu,
+        &spec,
+        &s.params(),
+        &[
+            Res::from(y),
+            Res::View(&view),
+            Res::from(st),
+            Res::from(gamma),
+            Res::from(beta),
+        ],
+        grid_for(gpu, s.n * s.c, 64),
+    )?;
+    Ok((
+        Op {
+            steps: vec![copy, stats_d.into(), apply_d.into()],
+            textures: vec![tex],
+        },
+        view,
+    ))
+}
+
+/// The backward pass from textures: copy dy, then dgamma/dbeta and dx, reading x from the
+/// forward's texture (`x_view`).
+pub fn backward_tex(
+    gpu: &Gpu,
+    s: &BnShape,
+    b: &BnBwd<'_>,
+    x_view: &wgpu::TextureView,
+) -> Result<Op> {
+    s.check()?;
+    check_len("dy", b.dy, s.len())?;
+    check_len("dx", b.dx, s.len())?;
+    let (copy, tex, dyv) =
+        crate::ops::conv::act_texture_copy(gpu, "bn dy texture", b.dy, s.len() / 4);
+    let red = KernelSpec::new(
+        ShaderId::NormTex,
+        "bn_bwd_reduce_tex",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::ReadWrite,
+            Binding::TexRead,
+            Binding::TexRead,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+        ],
+    );
+    let g = grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension);
+    let d1 = Dispatch::with_resources(
+        gpu,
+        &red,
+        &s.params(),
+        &[
+            Res::from(b.dgamma),
+            Res::from(b.dbeta),
+            Res::View(x_view),
+            Res::View(&dyv),
+            Res::from(b.stats),
+            Res::from(b.gamma),
+            Res::from(b.beta),
+        ],
+        g,
+    )?;
+    let dx = KernelSpec::new(
+        ShaderId::NormTex,
+        "bn_bwd_dx_tex",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::TexRead,
+            Binding::TexRead,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+        ],
+    );
+    let d2 = Dispatch::with_resources(
+        gpu,
+        &dx,
+        &s.params(),
+        &[
+            Res::from(b.dx),
+            Res::View(x_view),
+            Res::View(&dyv),
+            Res::from(b.stats),
+            Res::from(b.gamma),
+            Res::from(b.beta),
+            Res::from(b.dgamma),
+            Res::from(b.dbeta),
+        ],
+        grid_for(gpu, s.n * s.c, 64),
+    )?;
+    Ok(Op {
+        steps: vec![copy, d1.into(), d2.into()],
+        textures: vec![tex],
+    })
 }
