@@ -1,15 +1,21 @@
 //! Elementwise kernels (fill, scale, axpy, bias_add, relu_fwd, add, relu_bwd) against their CPU twins on
 //! lengths 1, 7, 255, 256, 257, 1000 and 70001, plus one length past the 1-D workgroup grid limit
 //! (65535 x 256) so the 2-D grid path runs. Outputs are poisoned unless the op reads them.
-//! Tolerance: Tol::STRICT (each output is one or two f32 roundings).
+//! The texture-fed forms (`elementwise_op`) run the same cases. Tolerance: Tol::STRICT (each
+//! output is one or two f32 roundings).
 
 mod common;
 use common::{assert_close, gpu, Rng, Tol, POISON};
 use incq::gpu::Tensor;
-use incq::ops::elementwise::{elementwise, EwOp};
+use incq::ops::elementwise::{elementwise, elementwise_op, EwOp};
 use incq::reference;
 
 fn case(op: EwOp, n: usize, seed: u64) {
+    case_with(op, n, seed, false);
+}
+
+/// As `case`, through `elementwise_op` (`ew_tex` on CPU-backed adapters for n a multiple of 4).
+fn case_with(op: EwOp, n: usize, seed: u64, as_op: bool) {
     let Some(g) = gpu() else { return };
     let mut rng = Rng::new(seed);
     let mut x = rng.vec(n, -2.0, 2.0);
@@ -32,7 +38,11 @@ fn case(op: EwOp, n: usize, seed: u64) {
         to.poison(g, POISON);
     }
     let inputs: Vec<&Tensor> = [&tx, &ty][..op.inputs()].to_vec();
-    elementwise(g, op, alpha, &to, &inputs).unwrap().run(g);
+    if as_op {
+        elementwise_op(g, op, alpha, &to, &inputs).unwrap().run(g);
+    } else {
+        elementwise(g, op, alpha, &to, &inputs).unwrap().run(g);
+    }
     let got = to.to_f32(g).unwrap();
     let mut want = out0.clone();
     reference::elementwise::elementwise(op, alpha, &mut want, &x, &y);
@@ -81,6 +91,26 @@ fn relu_bwd_matches_twin() {
 #[test]
 fn add_relu_matches_twin() {
     sizes(EwOp::AddRelu);
+}
+
+/// ew_tex (inputs copied into textures) for the streaming ops, on lengths that are multiples of
+/// 4 (several texture rows, one partial) and on ones that fall back to the plain kernels.
+#[test]
+fn texture_fed_elementwise_ops_match_twins() {
+    for op in [
+        EwOp::AddRelu,
+        EwOp::ReluBwd,
+        EwOp::Axpy,
+        EwOp::Add,
+        EwOp::ReluFwd,
+    ] {
+        for (i, n) in [4usize, 8, 1000, 70004, 16_777_220, 7, 1001]
+            .into_iter()
+            .enumerate()
+        {
+            case_with(op, n, 50 + i as u64, true);
+        }
+    }
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::gpu::device::Gpu;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderId {
     Elementwise,
+    ElementwiseTex,
     Reduce,
     Gemm,
     GemmTex,
@@ -37,6 +38,7 @@ impl ShaderId {
     /// Every shader file, for validation.
     pub const ALL: &'static [ShaderId] = &[
         ShaderId::Elementwise,
+        ShaderId::ElementwiseTex,
         ShaderId::Reduce,
         ShaderId::Gemm,
         ShaderId::GemmTex,
@@ -58,6 +60,7 @@ impl ShaderId {
     pub fn name(self) -> &'static str {
         match self {
             ShaderId::Elementwise => "elementwise",
+            ShaderId::ElementwiseTex => "elementwise_tex",
             ShaderId::Reduce => "reduce",
             ShaderId::Gemm => "gemm",
             ShaderId::GemmTex => "gemm_tex",
@@ -80,6 +83,7 @@ impl ShaderId {
     pub fn source(self) -> &'static str {
         match self {
             ShaderId::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            ShaderId::ElementwiseTex => include_str!("../../shaders/elementwise_tex.wgsl"),
             ShaderId::Reduce => include_str!("../../shaders/reduce.wgsl"),
             ShaderId::Gemm => include_str!("../../shaders/gemm.wgsl"),
             ShaderId::GemmTex => include_str!("../../shaders/gemm_tex.wgsl"),

@@ -12,7 +12,7 @@ use crate::gpu::tensor::{DType, Tensor};
 use crate::gpu::Rec;
 use crate::graph::model::{Layer, Model};
 use crate::ops::conv::{self, ConvShape, ConvVariant};
-use crate::ops::elementwise::{elementwise, EwOp};
+use crate::ops::elementwise::{elementwise, elementwise_op, EwOp};
 use crate::ops::gemm::{gemm, GemmDesc, GemmVariant};
 use crate::ops::norm::{self, BnBwd, BnShape};
 use crate::ops::optim::{self, SgdParams};
@@ -1011,14 +1011,14 @@ fn plan_block(
     // runs its backward list from the end).
     let mut fwd = vec![conv1.0, bn1o.0, conv2.0, bn2o.0];
     let mut bwd_exec = Vec::new();
-    let relu_bwd = elementwise(
+    let relu_bwd = elementwise_op(
         gpu,
         EwOp::ReluBwd,
         0.0,
         &b.tensors[gpre],
         &[&b.tensors[y], &b.tensors[gy]],
     )?;
-    bwd_exec.push(one(vec![relu_bwd]));
+    bwd_exec.push(relu_bwd);
     bwd_exec.extend([bn2o.1, conv2.1, bn1o.1, conv1.1].into_iter().flatten());
     let sc = match proj {
         Some((ws, bns)) => {
@@ -1053,25 +1053,25 @@ fn plan_block(
         }
         None => {
             if let (Some(gx), true) = (gx, b.train) {
-                bwd_exec.push(one(vec![elementwise(
+                bwd_exec.push(elementwise_op(
                     gpu,
                     EwOp::Axpy,
                     1.0,
                     &b.tensors[gx],
                     &[&b.tensors[gpre]],
-                )?]));
+                )?);
             }
             x
         }
     };
     // y = relu(a2 + sc) in one pass; the backward masks by y > 0, the same set as a2 + sc > 0
-    fwd.push(one(vec![elementwise(
+    fwd.push(elementwise_op(
         gpu,
         EwOp::AddRelu,
         0.0,
         &b.tensors[y],
         &[&b.tensors[a2], &b.tensors[sc]],
-    )?]));
+    )?);
     b.fwd.extend(fwd);
     if b.train {
         b.bwd.extend(bwd_exec.into_iter().rev());

@@ -1,11 +1,13 @@
 //! Elementwise kernels (shaders/elementwise.wgsl): fill, scale, axpy, add, ReLU forward/backward,
-//! and the fused residual add + ReLU.
+//! and the fused residual add + ReLU. [`elementwise_op`] runs the streaming ops from textures
+//! (shaders/elementwise_tex.wgsl) on CPU-backed adapters.
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
+use crate::gpu::kernels::Res;
 use crate::gpu::kernels::{Binding, KernelSpec, ShaderId};
 use crate::gpu::tensor::Tensor;
-use crate::ops::{grid_for, Dispatch};
+use crate::ops::{grid_for, Dispatch, Op, Step};
 
 crate::gpu_params!(
     ShaderId::Elementwise,
@@ -142,4 +144,77 @@ pub fn elementwise(
     let mut bufs = vec![&out.buf];
     bufs.extend(inputs.iter().map(|t| &t.buf));
     Dispatch::new(gpu, &spec, &params, &bufs, grid_for(gpu, out.len(), WG))
+}
+
+/// Like [`elementwise`], as an op: on CPU-backed adapters the ops of a residual block (add_relu,
+/// relu_bwd, axpy, add, relu_fwd) over a multiple of 4 values copy their inputs into textures and
+/// run `ew_tex` (a texel fetch brings 4 values; a storage load one); otherwise the plain kernel.
+pub fn elementwise_op(
+    gpu: &Gpu,
+    op: EwOp,
+    alpha: f32,
+    out: &Tensor,
+    inputs: &[&Tensor],
+) -> Result<Op> {
+    // validates arity and lengths; the plain dispatch is the fallback
+    let plain = elementwise(gpu, op, alpha, out, inputs)?;
+    let code = match op {
+        EwOp::AddRelu => 0,
+        EwOp::ReluBwd => 1,
+        EwOp::Axpy => 2,
+        EwOp::Add => 3,
+        EwOp::ReluFwd => 4,
+        _ => return Ok(plain.into()),
+    };
+    let n = out.len();
+    if gpu.info.device_type != wgpu::DeviceType::Cpu
+        || !n.is_multiple_of(4)
+        || !crate::ops::conv::act_texture_fits(gpu, n / 4)
+    {
+        return Ok(plain.into());
+    }
+    // axpy reads the old out as its second operand
+    let srcs: Vec<&Tensor> = if op == EwOp::Axpy {
+        vec![inputs[0], out]
+    } else {
+        inputs.to_vec()
+    };
+    let mut steps: Vec<Step> = Vec::new();
+    let mut textures = Vec::new();
+    let mut views = Vec::new();
+    for t in &srcs {
+        let (copy, tex, view) =
+            crate::ops::conv::act_texture_copy(gpu, "elementwise input texture", &t.buf, n / 4);
+        steps.push(copy);
+        textures.push(tex);
+        views.push(view);
+    }
+    let spec = KernelSpec::new(
+        ShaderId::ElementwiseTex,
+        "ew_tex",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::TexRead,
+            Binding::TexRead,
+        ],
+    )
+    .with("OP", f64::from(code));
+    let params = EwParams {
+        n: n as u32,
+        alpha,
+        ..Default::default()
+    };
+    let vb = views.get(1).unwrap_or(&views[0]);
+    steps.push(
+        Dispatch::with_resources(
+            gpu,
+            &spec,
+            &params,
+            &[Res::from(&out.buf), Res::View(&views[0]), Res::View(vb)],
+            grid_for(gpu, n / 4, 256),
+        )?
+        .into(),
+    );
+    Ok(Op { steps, textures })
 }
