@@ -585,19 +585,7 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
     let (st, run, g, b, dg, db) = (vec(12)?, vec(12)?, vec(6)?, vec(6)?, vec(6)?, vec(6)?);
     let bytes = (bs.len() * 4) as f64;
     let shape = format!("{}x6x28x28", n);
-    let fwd = crate::ops::Op::of(vec![
-        norm::stats(gpu, &bs, true, &x.buf, &st.buf, &run.buf)?,
-        norm::apply(gpu, &bs, &x.buf, &st.buf, &g.buf, &b.buf, &y.buf)?,
-    ]);
-    timed(
-        &mut rows,
-        "bn_fwd",
-        shape.clone(),
-        "relu".into(),
-        &fwd,
-        3.0 * bytes,
-        "GB/s",
-    )?;
+    // the variant training uses: from textures on CPU-backed adapters, else the buffer kernels
     let bw = BnBwd {
         x: &x.buf,
         beta: &b.buf,
@@ -608,14 +596,35 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         dbeta: &db.buf,
         dx: &dx.buf,
     };
-    let [d1, d2] = norm::backward(gpu, &bs, &bw)?;
-    let op = crate::ops::Op::of(vec![d1, d2]);
+    let (fwd, bwd, how) = if norm::tex_ok(gpu, &bs) {
+        let (f, xv) = norm::forward_tex(
+            gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, &y.buf,
+        )?;
+        let bwd = norm::backward_tex(gpu, &bs, &bw, &xv)?;
+        (f, bwd, "relu, textures")
+    } else {
+        let f = crate::ops::Op::of(vec![
+            norm::stats(gpu, &bs, true, &x.buf, &st.buf, &run.buf)?,
+            norm::apply(gpu, &bs, &x.buf, &st.buf, &g.buf, &b.buf, &y.buf)?,
+        ]);
+        let [d1, d2] = norm::backward(gpu, &bs, &bw)?;
+        (f, crate::ops::Op::of(vec![d1, d2]), "relu")
+    };
+    timed(
+        &mut rows,
+        "bn_fwd",
+        shape.clone(),
+        how.into(),
+        &fwd,
+        3.0 * bytes,
+        "GB/s",
+    )?;
     timed(
         &mut rows,
         "bn_bwd",
         shape.clone(),
-        "relu".into(),
-        &op,
+        how.into(),
+        &bwd,
         5.0 * bytes,
         "GB/s",
     )?;
@@ -649,13 +658,17 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         1.5 * bytes,
         "GB/s",
     )?;
-    let op =
-        elementwise::elementwise(gpu, elementwise::EwOp::ReluBwd, 0.0, &dx, &[&x, &dy])?.into();
+    let op = elementwise::elementwise_op(gpu, elementwise::EwOp::ReluBwd, 0.0, &dx, &[&x, &dy])?;
+    let how = if op.textures.is_empty() {
+        ""
+    } else {
+        "textures"
+    };
     timed(
         &mut rows,
         "relu_bwd",
         shape.clone(),
-        "".into(),
+        how.into(),
         &op,
         3.0 * bytes,
         "GB/s",
