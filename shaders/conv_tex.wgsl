@@ -41,6 +41,8 @@
 //  - conv_bwd_data2_tex: as conv_tex, with dy in the input's place (fetch_x falls back to texel 0)
 //    and dx rows ih < p.oh from the even/odd row order;
 //  - pack_act_c4: t < n*h*w*c4, so the pixel and channel group exist; channels >= cin are not read;
+//  - pack_c4_from_rows (w % 4 == 0): i < n*h*(w/4)*c4; the row texel index clamps the channel to
+//    cin - 1 (< n*cin*h*w/4), and the output texel ((n*h + h)*w + 4j + e)*c4 + c < n*h*w*c4;
 //  - conv_dw_tex: the lane is clamped to the last (c, kh, kw) and co0 + lane to cout - 1; x texels
 //    fall back to texel 0 outside the input; dy texel rows are < n*cout*oh, columns < ow4; the
 //    items of a slice are < n*oh*ow4; stores are guarded by lane < c4*K*K, co < cout, ci < cin;
@@ -398,6 +400,38 @@ fn pack_act_c4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgro
     }
     let xy = texel_xy(t);
     textureStore(c4_out, xy.xy, xy.z, v);
+}
+
+@group(0) @binding(2) var c4_rows: texture_storage_2d_array<rgba32float, read>;
+
+// pack_act_c4 for rows of a multiple of 4 columns, from x's row texture (copied): invocation =
+// (n, h, column group j, channel group c); it fetches the 4 channel rows' texel j (4 columns
+// each) and writes the 4 pixels' channel texels, a 4 x 4 transpose in registers (4 fetches
+// instead of 16 storage loads).
+@compute @workgroup_size(64)
+fn pack_c4_from_rows(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = g.x + g.y * nwg.x * 64u;
+    let w4 = p.w / 4u;
+    if (i >= p.n * p.h * w4 * p.c4) {
+        return;
+    }
+    let c = i % p.c4;
+    let j = (i / p.c4) % w4;
+    let nh = i / (p.c4 * w4);      // n * h + h
+    let h = nh % p.h;
+    let n = nh / p.h;
+    var v: array<vec4<f32>, 4>;
+    for (var k = 0u; k < 4u; k++) {
+        let ci = 4u * c + k;
+        let t = ((n * p.cin + min(ci, p.cin - 1u)) * p.h + h) * w4 + j;
+        let xy = texel_xy(t);
+        v[k] = select(vec4<f32>(0.0), textureLoad(c4_rows, xy.xy, xy.z), ci < p.cin);
+    }
+    for (var e = 0u; e < 4u; e++) {
+        let o = (nh * p.w + 4u * j + e) * p.c4 + c;
+        let xy = texel_xy(o);
+        textureStore(c4_out, xy.xy, xy.z, vec4<f32>(v[0][e], v[1][e], v[2][e], v[3][e]));
+    }
 }
 
 @group(0) @binding(1) var<storage, read_write> dw: array<f32>;

@@ -713,14 +713,44 @@ fn bwd_weight_tex(
             &own
         }
     };
-    let (pack_x, xt, xv) = pack_act_texture(
-        gpu,
-        "pack_act_c4",
-        "conv x channel texture",
-        &p,
-        s.n * s.h * s.w * c4,
-        x,
-    )?;
+    let (pack_x, xt, xv) = if s.w.is_multiple_of(4) {
+        // copy x's rows into a texture, then transpose 4 x 4 blocks into channel groups
+        let (copy, rt, rv) = act_texture_copy(gpu, "conv x row texture", x, s.x_len() / 4);
+        steps.push(copy);
+        textures.push(rt);
+        let texels = s.n * s.h * s.w * c4;
+        let rows = texels.div_ceil(TEX_W as usize);
+        let t = storage_texture(
+            gpu,
+            "conv x channel texture",
+            TEX_W as usize,
+            rows.min(TEX_ROWS as usize),
+            rows.div_ceil(TEX_ROWS as usize),
+        );
+        let v = array_view(&t);
+        let spec = KernelSpec::new(
+            ShaderId::ConvTex,
+            "pack_c4_from_rows",
+            &[Binding::Uniform, Binding::TexWrite, Binding::TexRead],
+        );
+        let d = Dispatch::with_resources(
+            gpu,
+            &spec,
+            &p,
+            &[Res::View(&v), Res::View(&rv)],
+            grid_for(gpu, texels / 4, 64),
+        )?;
+        (Step::from(d), t, v)
+    } else {
+        pack_act_texture(
+            gpu,
+            "pack_act_c4",
+            "conv x channel texture",
+            &p,
+            s.n * s.h * s.w * c4,
+            x,
+        )?
+    };
     let spec = KernelSpec::new(
         ShaderId::ConvTex,
         "conv_dw_tex",
