@@ -3,7 +3,9 @@
 //
 //  - pack_act:  an NCHW activation buffer -> an rgba32float texture whose texel t holds 4
 //               consecutive columns of one (n, c, h) row (rows padded with zeros to a multiple of
-//               4 columns); texel t sits at x = t % 2048, row t / 2048 (4096 rows per layer);
+//               4 columns); texel t sits at x = t % 2048, row t / 2048 (4096 rows per layer).
+//               Rows of a multiple of 4 columns need no kernel: the host copies the buffer in
+//               (copy_buffer_to_texture), which lays out the same texels;
 //  - pack_wt:   OIHW weights -> a texture with one row per output channel and, per (ci, kh), KT =
 //               ceil(K/4) texels holding the K taps along kw (zero padded). With `flip` set it packs
 //               w'[o][i][kh][kw] = w[i][o][K-1-kh][K-1-kw], the weights of backward-data;
@@ -35,7 +37,7 @@
 // guarantees: buffers hold the shape's element counts; subgroups are exactly 8 wide; the input
 // texture holds every texel t < n*cin*h*w4 at texel_xy(t); the weight texture is wrow texels wide
 // and ceil(cout/CO)*CO rows high. Then:
-//  - pack_act/pack_act4: t < n*cin*h*w4, so the source index is < n*cin*h*w and t's texel exists;
+//  - pack_act: t < n*cin*h*w4, so the source index is < n*cin*h*w and t's texel exists;
 //  - pack_wt: returns unless (g.x, g.y) is inside the texture; reads only when co < cout and
 //    ci < cin, so the OIHW index is < cout*cin*K*K (flipped or not);
 //  - conv_bwd_data2_tex: as conv_tex, with dy in the input's place (fetch_x falls back to texel 0)
@@ -93,19 +95,6 @@ fn pack_act(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups
     }
     let xy = texel_xy(t);
     textureStore(act_out, xy.xy, xy.z, v);
-}
-
-@group(0) @binding(2) var<storage, read> act_src4: array<vec4<f32>>;
-
-// pack_act for rows of a multiple of 4 columns: the texture is the buffer, texel for vec4
-@compute @workgroup_size(64)
-fn pack_act4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = g.x + g.y * nwg.x * 64u;
-    if (t >= p.n * p.cin * p.h * p.w4) {
-        return;
-    }
-    let xy = texel_xy(t);
-    textureStore(act_out, xy.xy, xy.z, act_src4[t]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -88,6 +88,7 @@ fn add_matches_twin() {
 fn relu_bwd_matches_twin() {
     sizes(EwOp::ReluBwd);
 }
+/// add_relu: the residual add and its ReLU in one pass.
 #[test]
 fn add_relu_matches_twin() {
     sizes(EwOp::AddRelu);

@@ -67,8 +67,10 @@ fn conv2d_sg_kernels_match_twins() {
     conv_variant_matches_twins(ConvVariant::Subgroup);
 }
 
-/// conv_tex (with pack_act and pack_wt) for forward and backward-data at 8 and 16 channels per
-/// invocation; the stride-2 shapes exercise the fallback to the subgroup kernels.
+/// The texture-fed conv kernels at 8 and 16 channels per invocation: pack_act (or the copy that
+/// fills row textures of a multiple of 4 columns), pack_wt, conv_tex and conv_tex4 (forward, and
+/// backward-data at stride 1), conv_bwd_data2_tex (backward-data at stride 2), pack_act_c4,
+/// pack_c4_from_rows and conv_dw_tex (backward-weight), alone and through conv::bwd.
 #[test]
 fn conv2d_tex_kernels_match_twins() {
     let Some(g) = gpu() else { return };

@@ -759,48 +759,6 @@ fn plan_bn(
     let stats = b.t(2 * bs.c, DType::F32)?;
     let running = &net.buffers[bi.running].1.buf;
     let (gamma, beta) = (&net.params[bi.gamma], &net.params[bi.beta]);
-    if norm::tex_ok(gpu, bs) {
-        let (f, xv) = norm::forward_tex(
-            gpu,
-            bs,
-            b.train,
-            b.buf(x),
-            b.buf(stats),
-            running,
-            &gamma.w_eff().buf,
-            &beta.w_eff().buf,
-            b.buf(y),
-        )?;
-        if !b.train {
-            return Ok((f, None));
-        }
-        let bw = BnBwd {
-            x: b.buf(x),
-            beta: &beta.w_eff().buf,
-            dy: b.buf(gy),
-            stats: b.buf(stats),
-            gamma: &gamma.w_eff().buf,
-            dgamma: &gamma.grad.buf,
-            dbeta: &beta.grad.buf,
-            dx: b.buf(gx),
-        };
-        let bwd = norm::backward_tex(gpu, bs, &bw, &xv)?;
-        return Ok((f, Some(bwd)));
-    }
-    let st = norm::stats(gpu, bs, b.train, b.buf(x), b.buf(stats), running)?;
-    let ap = norm::apply(
-        gpu,
-        bs,
-        b.buf(x),
-        b.buf(stats),
-        &gamma.w_eff().buf,
-        &beta.w_eff().buf,
-        b.buf(y),
-    )?;
-    let f = one(vec![st, ap]);
-    if !b.train {
-        return Ok((f, None));
-    }
     let bw = BnBwd {
         x: b.buf(x),
         beta: &beta.w_eff().buf,
@@ -811,6 +769,30 @@ fn plan_bn(
         dbeta: &beta.grad.buf,
         dx: b.buf(gx),
     };
+    if norm::tex_ok(gpu, bs) {
+        let (f, xv) = norm::forward_tex(
+            gpu,
+            bs,
+            b.train,
+            bw.x,
+            bw.stats,
+            running,
+            bw.gamma,
+            bw.beta,
+            b.buf(y),
+        )?;
+        let bwd = match b.train {
+            true => Some(norm::backward_tex(gpu, bs, &bw, &xv)?),
+            false => None,
+        };
+        return Ok((f, bwd));
+    }
+    let st = norm::stats(gpu, bs, b.train, bw.x, bw.stats, running)?;
+    let ap = norm::apply(gpu, bs, bw.x, bw.stats, bw.gamma, bw.beta, b.buf(y))?;
+    let f = one(vec![st, ap]);
+    if !b.train {
+        return Ok((f, None));
+    }
     let [d1, d2] = norm::backward(gpu, bs, &bw)?;
     Ok((f, Some(one(vec![d1, d2]))))
 }

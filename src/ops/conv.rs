@@ -427,7 +427,7 @@ fn tex_dw_covers(gpu: &Gpu, s: &ConvShape) -> bool {
         && (s.cout as u64).div_ceil(8) <= max_groups
 }
 
-fn pack_act_texture(
+fn pack_kernel(
     gpu: &Gpu,
     entry: &'static str,
     label: &str,
@@ -445,18 +445,6 @@ fn pack_act_texture(
         rows.div_ceil(TEX_ROWS as usize),
     );
     let v = array_view(&t);
-    if entry == "pack_act4" {
-        // Rows of a multiple of 4 columns: the texture's texels are the buffer's vec4s in order,
-        // so a transfer command does the packing (about 1 ms for 8 MiB on lavapipe, against 11
-        // for pack_act4, which loads and stores every texel).
-        let copy = TexCopy {
-            label: "transfer::copy_buffer_to_texture",
-            src: src.clone(),
-            dst: t.clone(),
-            regions: copy_regions(texels),
-        };
-        return Ok((Step::Copy(copy), t, v));
-    }
     let spec = KernelSpec::new(ShaderId::ConvTex, entry, PACK);
     let d = Dispatch::with_resources(
         gpu,
@@ -466,6 +454,24 @@ fn pack_act_texture(
         grid_for(gpu, texels, 64),
     )?;
     Ok((d.into(), t, v))
+}
+
+/// An NCHW activation of rows of `cols` columns in a row texture (`texels` texels): where rows are
+/// a multiple of 4 columns the texels are the buffer's vec4s in order and a transfer command fills
+/// it (about 1 ms for 8 MiB on lavapipe, against 11 for a kernel that loads and stores every
+/// texel); otherwise pack_act pads each row.
+fn pack_rows(
+    gpu: &Gpu,
+    label: &str,
+    p: &ConvTexParams,
+    cols: usize,
+    texels: usize,
+    src: &wgpu::Buffer,
+) -> Result<(Step, wgpu::Texture, wgpu::TextureView)> {
+    if cols.is_multiple_of(4) {
+        return Ok(act_texture_copy(gpu, label, src, texels));
+    }
+    pack_kernel(gpu, "pack_act", label, p, texels, src)
 }
 
 /// Whether a texture of `texels` texels in the conv layout fits the device.
@@ -552,16 +558,11 @@ fn pack_dy(
     dy: &wgpu::Buffer,
 ) -> Result<(Step, wgpu::Texture, wgpu::TextureView)> {
     let (oh, ow) = s.out_hw();
-    let entry = if ow.is_multiple_of(4) {
-        "pack_act4"
-    } else {
-        "pack_act"
-    };
-    pack_act_texture(
+    pack_rows(
         gpu,
-        entry,
         "conv dy texture",
         pdy,
+        ow,
         act_texels(s.n, s.cout, oh, ow),
         dy,
     )
@@ -742,7 +743,7 @@ fn bwd_weight_tex(
         )?;
         (Step::from(d), t, v)
     } else {
-        pack_act_texture(
+        pack_kernel(
             gpu,
             "pack_act_c4",
             "conv x channel texture",
@@ -892,18 +893,13 @@ fn conv_tex(
         wrow: wrow as u32,
         ..Default::default()
     };
-    let act_entry = if t.w.is_multiple_of(4) {
-        "pack_act4"
-    } else {
-        "pack_act"
-    };
     let mut steps: Vec<Step> = Vec::new();
     let mut textures = Vec::new();
     let own;
     let xv = match packed {
         Some(v) => v,
         None => {
-            let (d, xt, v) = pack_act_texture(gpu, act_entry, "conv input texture", &p, texels, x)?;
+            let (d, xt, v) = pack_rows(gpu, "conv input texture", &p, t.w, texels, x)?;
             steps.push(d);
             textures.push(xt);
             own = v;
