@@ -778,12 +778,7 @@ fn bwd_weight_tex(
         );
         return Ok(Op { steps, textures });
     }
-    let partial = Tensor::empty(
-        gpu,
-        "conv dw partial sums",
-        &[slices as usize * s.w_len()],
-        DType::F32,
-    )?;
+    let (partial, r) = partials(gpu, s, slices as usize, dw)?;
     steps.push(
         Dispatch::with_resources(
             gpu,
@@ -794,18 +789,6 @@ fn bwd_weight_tex(
         )?
         .into(),
     );
-    let out = Tensor {
-        buf: dw.clone(),
-        shape: vec![s.w_len()],
-        dtype: DType::F32,
-    };
-    let r = reduce(
-        gpu,
-        ReduceOp::OuterSum,
-        ReduceShape::per_channel(slices as usize, s.w_len(), 1),
-        &partial,
-        &out,
-    )?;
     steps.push(r.into());
     Ok(Op { steps, textures })
 }
@@ -954,6 +937,35 @@ fn conv_tex(
     Ok(Op { steps, textures })
 }
 
+/// The partial-sum buffer of a backward-weight split into `slices`, and the reduce_outer_sum that
+/// adds the slices into `dw`.
+fn partials(
+    gpu: &Gpu,
+    s: &ConvShape,
+    slices: usize,
+    dw: &wgpu::Buffer,
+) -> Result<(Tensor, Dispatch)> {
+    let partial = Tensor::empty(
+        gpu,
+        "conv dw partial sums",
+        &[slices * s.w_len()],
+        DType::F32,
+    )?;
+    let out = Tensor {
+        buf: dw.clone(),
+        shape: vec![s.w_len()],
+        dtype: DType::F32,
+    };
+    let r = reduce(
+        gpu,
+        ReduceOp::OuterSum,
+        ReduceShape::per_channel(slices, s.w_len(), 1),
+        &partial,
+        &out,
+    )?;
+    Ok((partial, r))
+}
+
 /// Runs a sliced backward-weight kernel: straight into `dw` with one slice, else into partial sums
 /// that reduce_outer_sum adds up.
 #[allow(clippy::too_many_arguments)]
@@ -971,25 +983,8 @@ fn sliced(
     if slices == 1 {
         return Ok(Dispatch::new(gpu, spec, &p, &[dw, dy, x], groups)?.into());
     }
-    let partial = Tensor::empty(
-        gpu,
-        "conv dw partial sums",
-        &[slices * s.w_len()],
-        DType::F32,
-    )?;
+    let (partial, r) = partials(gpu, s, slices, dw)?;
     let d = Dispatch::new(gpu, spec, &p, &[&partial.buf, dy, x], groups)?;
-    let out = Tensor {
-        buf: dw.clone(),
-        shape: vec![s.w_len()],
-        dtype: DType::F32,
-    };
-    let r = reduce(
-        gpu,
-        ReduceOp::OuterSum,
-        ReduceShape::per_channel(slices, s.w_len(), 1),
-        &partial,
-        &out,
-    )?;
     Ok(Op {
         steps: vec![d.into(), r.into()],
         textures: vec![],
@@ -1055,25 +1050,8 @@ pub fn bwd_weight(
         if slices == 1 {
             return Ok(Dispatch::new(gpu, &spec, &p, &[dw, dy, x], [gx, gy, 1])?.into());
         }
-        let partial = Tensor::empty(
-            gpu,
-            "conv dw partial sums",
-            &[slices as usize * s.w_len()],
-            DType::F32,
-        )?;
+        let (partial, r) = partials(gpu, s, slices as usize, dw)?;
         let d = Dispatch::new(gpu, &spec, &p, &[&partial.buf, dy, x], [gx, gy, slices])?;
-        let out = Tensor {
-            buf: dw.clone(),
-            shape: vec![s.w_len()],
-            dtype: DType::F32,
-        };
-        let r = reduce(
-            gpu,
-            ReduceOp::OuterSum,
-            ReduceShape::per_channel(slices as usize, s.w_len(), 1),
-            &partial,
-            &out,
-        )?;
         return Ok(Op {
             steps: vec![d.into(), r.into()],
             textures: vec![],
