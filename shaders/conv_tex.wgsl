@@ -300,6 +300,29 @@ fn acc_at(c: u32) -> vec4<f32> {
     return acc[c];
 }
 
+// Stores the accumulators of channels co0 .. co0 + nc - 1 (those < p.cout) at output row
+// (n, row), columns 4j .. 4j + 3 (those < p.ow), one scalar store each; adds when p.accumulate.
+fn store_cols(n: u32, row: u32, j: u32, co0: u32, nc: u32) {
+    let ohw = p.oh * p.ow;
+    let col = 4u * j;
+    let base = n * p.cout * ohw + row * p.ow + col;
+    for (var c = 0u; c < nc; c++) {
+        if (co0 + c < p.cout) {
+            let v = acc_at(c);
+            for (var e = 0u; e < 4u; e++) {
+                if (col + e < p.ow) {
+                    let i = base + (co0 + c) * ohw + e;
+                    if (p.accumulate != 0u) {
+                        y[i] = y[i] + v[e];
+                    } else {
+                        y[i] = v[e];
+                    }
+                }
+            }
+        }
+    }
+}
+
 // Any output width: scalar stores, the last texel of a row cut at p.ow.
 @compute @workgroup_size(64)
 fn conv_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
@@ -313,24 +336,7 @@ fn conv_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         let j = item % p.ow4;
         let oh = (item / p.ow4) % p.oh;
         let n = item / (p.ow4 * p.oh);
-        let ohw = p.oh * p.ow;
-        let col = 4u * j;
-        let base = n * p.cout * ohw + oh * p.ow + col;
-        for (var c = 0u; c < CO; c++) {
-            if (co0 + c < p.cout) {
-                let v = acc_at(c);
-                for (var e = 0u; e < 4u; e++) {
-                    if (col + e < p.ow) {
-                        let i = base + c * ohw + co0 * ohw + e;
-                        if (p.accumulate != 0u) {
-                            y[i] = y[i] + v[e];
-                        } else {
-                            y[i] = v[e];
-                        }
-                    }
-                }
-            }
-        }
+        store_cols(n, oh, j, co0, CO);
     }
 }
 
@@ -576,23 +582,6 @@ fn conv_bwd_data2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoc
         }
     }
     if (item_raw < total) {
-        let ohw = p.oh * p.ow;
-        let col = 4u * j;
-        let base = n * p.cout * ohw + ih * p.ow + col;
-        for (var c = 0u; c < 8u; c++) {
-            if (co0 + c < p.cout) {
-                let v = acc_at(c);
-                for (var e = 0u; e < 4u; e++) {
-                    if (col + e < p.ow) {
-                        let i = base + (co0 + c) * ohw + e;
-                        if (p.accumulate != 0u) {
-                            y[i] = y[i] + v[e];
-                        } else {
-                            y[i] = v[e];
-                        }
-                    }
-                }
-            }
-        }
+        store_cols(n, ih, j, co0, 8u);
     }
 }

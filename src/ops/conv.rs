@@ -315,7 +315,6 @@ pub fn fwd(
     if let ConvVariant::Tex { co } = v.effective(gpu, s, false) {
         let (oh, ow) = s.out_hw();
         let t = TexConv {
-            stride: s.stride,
             n: s.n,
             cin: s.cin,
             h: s.h,
@@ -325,6 +324,7 @@ pub fn fwd(
             ow,
             k: s.k,
             pad: s.pad,
+            stride: s.stride,
             flip: false,
         };
         return conv_tex(gpu, co, &t, x, None, w, y, false);
@@ -359,41 +359,8 @@ pub fn bwd_data(
             ("dx", dx, s.x_len()),
         ],
     )?;
-    if matches!(v.effective(gpu, s, true), ConvVariant::Tex { .. }) && s.stride == 2 {
-        // stride 2: conv_bwd_data2_tex reads dy and the transposed weights directly
-        let (oh, ow) = s.out_hw();
-        let t = TexConv {
-            n: s.n,
-            cin: s.cout,
-            h: oh,
-            w: ow,
-            cout: s.cin,
-            oh: s.h,
-            ow: s.w,
-            k: s.k,
-            pad: s.pad,
-            stride: 2,
-            flip: true,
-        };
-        return conv_tex(gpu, 8, &t, dy, None, w, dx, accumulate);
-    }
     if let ConvVariant::Tex { co } = v.effective(gpu, s, true) {
-        // stride 1: dx = conv(dy, w flipped and transposed) with padding k - 1 - pad
-        let (oh, ow) = s.out_hw();
-        let t = TexConv {
-            n: s.n,
-            cin: s.cout,
-            h: oh,
-            w: ow,
-            cout: s.cin,
-            oh: s.h,
-            ow: s.w,
-            k: s.k,
-            pad: s.k - 1 - s.pad,
-            stride: 1,
-            flip: true,
-        };
-        return conv_tex(gpu, co, &t, dy, None, w, dx, accumulate);
+        return bwd_data_tex(gpu, co, s, dy, None, w, dx, accumulate);
     }
     let entries = ("conv2d_bwd_data", "conv2d_bwd_data_sg");
     // the subgroup kernel orders stride-2 positions by column parity, padding odd widths by one
@@ -554,14 +521,22 @@ fn copy_regions(texels: usize) -> Vec<(u64, u32, wgpu::Origin3d, wgpu::Extent3d)
 fn pack_dy(
     gpu: &Gpu,
     s: &ConvShape,
-    pdy: &ConvTexParams,
     dy: &wgpu::Buffer,
 ) -> Result<(Step, wgpu::Texture, wgpu::TextureView)> {
     let (oh, ow) = s.out_hw();
+    // dy as pack_act sees it: n * cout rows of oh x ow
+    let p = ConvTexParams {
+        n: s.n as u32,
+        cin: s.cout as u32,
+        h: oh as u32,
+        w: ow as u32,
+        w4: ow.div_ceil(4) as u32,
+        ..Default::default()
+    };
     pack_rows(
         gpu,
         "conv dy texture",
-        pdy,
+        &p,
         ow,
         act_texels(s.n, s.cout, oh, ow),
         dy,
@@ -612,46 +587,18 @@ pub fn bwd(
             ("dx", dxb, s.x_len()),
         ],
     )?;
-    let (oh, ow) = s.out_hw();
-    let pdy = ConvTexParams {
-        n: s.n as u32,
-        cin: s.cout as u32,
-        h: oh as u32,
-        w: ow as u32,
-        w4: ow.div_ceil(4) as u32,
-        ..Default::default()
-    };
-    let (pack, dyt, dyv) = pack_dy(gpu, s, &pdy, dy)?;
-    let wop = bwd_weight_tex(gpu, s, dy, Some(&dyv), x, dw, false)?;
+    let (pack, dyt, dyv) = pack_dy(gpu, s, dy)?;
     let co = match v {
-        ConvVariant::Tex { co } if s.stride == 1 => co,
+        ConvVariant::Tex { co } => co,
         _ => 8,
     };
-    let t = TexConv {
-        n: s.n,
-        cin: s.cout,
-        h: oh,
-        w: ow,
-        cout: s.cin,
-        oh: s.h,
-        ow: s.w,
-        k: s.k,
-        pad: if s.stride == 1 {
-            s.k - 1 - s.pad
-        } else {
-            s.pad
-        },
-        stride: s.stride,
-        flip: true,
+    let mut op = Op {
+        steps: vec![pack],
+        textures: vec![dyt],
     };
-    let dop = conv_tex(gpu, co, &t, dy, Some(&dyv), w, dxb, acc)?;
-    let mut steps = vec![pack];
-    steps.extend(wop.steps);
-    steps.extend(dop.steps);
-    let mut textures = vec![dyt];
-    textures.extend(wop.textures);
-    textures.extend(dop.textures);
-    Ok(Op { steps, textures })
+    op.append(bwd_weight_tex(gpu, s, dy, Some(&dyv), x, dw, false)?);
+    op.append(bwd_data_tex(gpu, co, s, dy, Some(&dyv), w, dxb, acc)?);
+    Ok(op)
 }
 
 /// Backward-weight from textures (any stride): dy packed by rows, x packed by 4-channel groups,
@@ -693,21 +640,13 @@ fn bwd_weight_tex(
         c4: c4 as u32,
         ..Default::default()
     };
-    // dy as pack_act sees it: rows (n, cout, oh) of ow columns
-    let pdy = ConvTexParams {
-        cin: s.cout as u32,
-        h: oh as u32,
-        w: ow as u32,
-        w4: ow4 as u32,
-        ..p
-    };
     let mut steps: Vec<Step> = Vec::new();
     let mut textures = Vec::new();
     let own;
     let dyv = match packed_dy {
         Some(v) => v,
         None => {
-            let (d, t, v) = pack_dy(gpu, s, &pdy, dy)?;
+            let (d, t, v) = pack_dy(gpu, s, dy)?;
             steps.push(d);
             textures.push(t);
             own = v;
@@ -791,6 +730,42 @@ fn bwd_weight_tex(
     );
     steps.push(r.into());
     Ok(Op { steps, textures })
+}
+
+/// Backward-data of `s` from textures (dy packed here unless `packed`): at stride 1 the forward
+/// kernel on dy with flipped, transposed weights and padding k - 1 - pad; at stride 2
+/// conv_bwd_data2_tex with the layer's padding (8 channels per invocation).
+#[allow(clippy::too_many_arguments)]
+fn bwd_data_tex(
+    gpu: &Gpu,
+    co: u32,
+    s: &ConvShape,
+    dy: &wgpu::Buffer,
+    packed: Option<&wgpu::TextureView>,
+    w: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Op> {
+    let (oh, ow) = s.out_hw();
+    let t = TexConv {
+        n: s.n,
+        cin: s.cout,
+        h: oh,
+        w: ow,
+        cout: s.cin,
+        oh: s.h,
+        ow: s.w,
+        k: s.k,
+        pad: if s.stride == 1 {
+            s.k - 1 - s.pad
+        } else {
+            s.pad
+        },
+        stride: s.stride,
+        flip: true,
+    };
+    let co = if s.stride == 1 { co } else { 8 };
+    conv_tex(gpu, co, &t, dy, packed, w, dx, accumulate)
 }
 
 /// The forward conv that `conv_tex` runs: input (n, cin, h, w), output (n, cout, oh, ow), stride 1
