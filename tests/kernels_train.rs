@@ -260,120 +260,19 @@ fn bn_shapes() -> Vec<BnShape> {
 #[test]
 fn batch_norm_texture_kernels_match_twins() {
     let Some(g) = gpu() else { return };
+    let shape = |n, c, hw, relu| BnShape { n, c, hw, relu };
     let shapes = [
-        BnShape {
-            n: 1,
-            c: 1,
-            hw: 4,
-            relu: true,
-        },
-        BnShape {
-            n: 3,
-            c: 5,
-            hw: 36,
-            relu: true,
-        },
-        BnShape {
-            n: 2,
-            c: 3,
-            hw: 1024,
-            relu: false,
-        },
-        BnShape {
-            n: 7,
-            c: 2,
-            hw: 100,
-            relu: true,
-        },
+        shape(1, 1, 4, true),
+        shape(3, 5, 36, true),
+        shape(2, 3, 1024, false),
+        shape(7, 2, 100, true),
     ];
     for (t, s) in shapes.into_iter().enumerate() {
         if !norm::tex_ok(g, &s) {
             eprintln!("bn_*_tex: not selected on this adapter (not CPU-backed)");
             return;
         }
-        let mut rng = Rng::new(70 + t as u64);
-        let x: Vec<f32> = (0..s.len()).map(|_| rng.normal() * 2.0 + 0.5).collect();
-        let gamma = rng.vec(s.c, 0.5, 1.5);
-        let beta = rng.vec(s.c, -0.5, 0.5);
-        let running = [rng.vec(s.c, -0.1, 0.1), rng.vec(s.c, 0.9, 1.1)].concat();
-        let dy = rng.vec(s.len(), -1.0, 1.0);
-        let (tx, tg, tb, tr, tdy) = (
-            up(g, &x),
-            up(g, &gamma),
-            up(g, &beta),
-            up(g, &running),
-            up(g, &dy),
-        );
-        let (tst, ty) = (out(g, 2 * s.c), out(g, s.len()));
-        let (f, xv) = norm::forward_tex(
-            g, &s, true, &tx.buf, &tst.buf, &tr.buf, &tg.buf, &tb.buf, &ty.buf,
-        )
-        .unwrap();
-        f.run(g);
-        let (st_ref, run_ref) = reference::norm::stats(&s, &x, &running);
-        assert_close(
-            &format!("bn_stats_tex {s:?}"),
-            &tst.to_f32(g).unwrap(),
-            &st_ref,
-            Tol::BALANCED,
-        );
-        assert_close(
-            &format!("bn_stats_tex running {s:?}"),
-            &tr.to_f32(g).unwrap(),
-            &run_ref,
-            Tol::BALANCED,
-        );
-        let st = tst.to_f32(g).unwrap();
-        let y = ty.to_f32(g).unwrap();
-        assert_close(
-            &format!("bn_apply_tex {s:?}"),
-            &y,
-            &reference::norm::apply(&s, &x, &st, &gamma, &beta),
-            Tol::BALANCED,
-        );
-        let (tdx, tdg, tdb) = (out(g, s.len()), out(g, s.c), out(g, s.c));
-        let b = BnBwd {
-            x: &tx.buf,
-            beta: &tb.buf,
-            dy: &tdy.buf,
-            stats: &tst.buf,
-            gamma: &tg.buf,
-            dgamma: &tdg.buf,
-            dbeta: &tdb.buf,
-            dx: &tdx.buf,
-        };
-        norm::backward_tex(g, &s, &b, &xv).unwrap().run(g);
-        let (dx_ref, dg_ref, db_ref) = reference::norm::backward(&s, &x, &y, &dy, &st, &gamma);
-        let dx = tdx.to_f32(g).unwrap();
-        assert_close(
-            &format!("bn_bwd_dx_tex {s:?}"),
-            &dx,
-            &dx_ref,
-            Tol::PERMISSIVE,
-        );
-        let dg = tdg.to_f32(g).unwrap();
-        assert_close(
-            &format!("bn_bwd_reduce_tex dgamma {s:?}"),
-            &dg,
-            &dg_ref,
-            Tol::PERMISSIVE,
-        );
-        if !s.relu {
-            let fwd = |xv: &[f32]| {
-                let (st, _) = reference::norm::stats(&s, xv, &running);
-                reference::norm::apply(&s, xv, &st, &gamma, &beta)
-            };
-            fd_check("bn_bwd_dx_tex", &x, &dx, &|xv| dot(&fwd(xv), &dy));
-            fd_check("bn_bwd_reduce_tex dgamma", &gamma, &dg, &|gv| {
-                dot(&reference::norm::apply(&s, &x, &st, gv, &beta), &dy)
-            });
-        }
-        assert_close(
-            &format!("bn_bwd_reduce_tex dbeta {s:?}"),
-            &tdb.to_f32(g).unwrap(),
-            &db_ref,
-            Tol::PERMISSIVE,
-        );
+        bn_case(g, s, 70 + t as u64, true);
     }
 }
 
@@ -381,83 +280,110 @@ fn batch_norm_texture_kernels_match_twins() {
 fn batch_norm_kernels_match_twins() {
     let Some(g) = gpu() else { return };
     for (t, s) in bn_shapes().into_iter().enumerate() {
-        let mut rng = Rng::new(40 + t as u64);
-        let x: Vec<f32> = (0..s.len()).map(|_| rng.normal() * 2.0 + 0.5).collect();
-        let gamma = rng.vec(s.c, 0.5, 1.5);
-        let beta = rng.vec(s.c, -0.5, 0.5);
-        let running = [rng.vec(s.c, -0.1, 0.1), rng.vec(s.c, 0.9, 1.1)].concat();
-        let dy = rng.vec(s.len(), -1.0, 1.0);
-        let (tx, tg, tb, tr, tdy) = (
-            up(g, &x),
-            up(g, &gamma),
-            up(g, &beta),
-            up(g, &running),
-            up(g, &dy),
-        );
-        let (tst, ty) = (out(g, 2 * s.c), out(g, s.len()));
+        bn_case(g, s, 40 + t as u64, false);
+    }
+}
+
+/// Batch norm forward and backward on `s` against the twins, through the storage-buffer kernels
+/// or (`tex`) the texture-fed ones, with finite-difference checks of the backward pass.
+fn bn_case(g: &incq::Gpu, s: BnShape, seed: u64, tex: bool) {
+    let k = if tex { "_tex" } else { "" };
+    let mut rng = Rng::new(seed);
+    let x: Vec<f32> = (0..s.len()).map(|_| rng.normal() * 2.0 + 0.5).collect();
+    let gamma = rng.vec(s.c, 0.5, 1.5);
+    let beta = rng.vec(s.c, -0.5, 0.5);
+    let running = [rng.vec(s.c, -0.1, 0.1), rng.vec(s.c, 0.9, 1.1)].concat();
+    let dy = rng.vec(s.len(), -1.0, 1.0);
+    let (tx, tg, tb, tr, tdy) = (
+        up(g, &x),
+        up(g, &gamma),
+        up(g, &beta),
+        up(g, &running),
+        up(g, &dy),
+    );
+    let (tst, ty) = (out(g, 2 * s.c), out(g, s.len()));
+    let xv = if tex {
+        let (f, xv) = norm::forward_tex(
+            g, &s, true, &tx.buf, &tst.buf, &tr.buf, &tg.buf, &tb.buf, &ty.buf,
+        )
+        .unwrap();
+        f.run(g);
+        Some(xv)
+    } else {
         norm::stats(g, &s, true, &tx.buf, &tst.buf, &tr.buf)
             .unwrap()
             .run(g);
         norm::apply(g, &s, &tx.buf, &tst.buf, &tg.buf, &tb.buf, &ty.buf)
             .unwrap()
             .run(g);
-        let (st_ref, run_ref) = reference::norm::stats(&s, &x, &running);
-        let st = tst.to_f32(g).unwrap();
-        assert_close(&format!("bn_stats {s:?}"), &st, &st_ref, Tol::BALANCED);
-        assert_close(
-            &format!("bn_stats running {s:?}"),
-            &tr.to_f32(g).unwrap(),
-            &run_ref,
-            Tol::BALANCED,
-        );
-        let y = ty.to_f32(g).unwrap();
-        assert_close(
-            &format!("bn_apply {s:?}"),
-            &y,
-            &reference::norm::apply(&s, &x, &st, &gamma, &beta),
-            Tol::BALANCED,
-        );
+        None
+    };
+    let (st_ref, run_ref) = reference::norm::stats(&s, &x, &running);
+    let st = tst.to_f32(g).unwrap();
+    assert_close(&format!("bn_stats{k} {s:?}"), &st, &st_ref, Tol::BALANCED);
+    assert_close(
+        &format!("bn_stats{k} running {s:?}"),
+        &tr.to_f32(g).unwrap(),
+        &run_ref,
+        Tol::BALANCED,
+    );
+    let y = ty.to_f32(g).unwrap();
+    assert_close(
+        &format!("bn_apply{k} {s:?}"),
+        &y,
+        &reference::norm::apply(&s, &x, &st, &gamma, &beta),
+        Tol::BALANCED,
+    );
 
-        let (tdx, tdg, tdb) = (out(g, s.len()), out(g, s.c), out(g, s.c));
-        let b = BnBwd {
-            x: &tx.buf,
-            beta: &tb.buf,
-            dy: &tdy.buf,
-            stats: &tst.buf,
-            gamma: &tg.buf,
-            dgamma: &tdg.buf,
-            dbeta: &tdb.buf,
-            dx: &tdx.buf,
+    let (tdx, tdg, tdb) = (out(g, s.len()), out(g, s.c), out(g, s.c));
+    let b = BnBwd {
+        x: &tx.buf,
+        beta: &tb.buf,
+        dy: &tdy.buf,
+        stats: &tst.buf,
+        gamma: &tg.buf,
+        dgamma: &tdg.buf,
+        dbeta: &tdb.buf,
+        dx: &tdx.buf,
+    };
+    match &xv {
+        Some(xv) => norm::backward_tex(g, &s, &b, xv).unwrap().run(g),
+        None => {
+            for d in norm::backward(g, &s, &b).unwrap() {
+                d.run(g);
+            }
+        }
+    }
+    let (dx_ref, dg_ref, db_ref) = reference::norm::backward(&s, &x, &y, &dy, &st, &gamma);
+    let dx = tdx.to_f32(g).unwrap();
+    assert_close(
+        &format!("bn_bwd_dx{k} {s:?}"),
+        &dx,
+        &dx_ref,
+        Tol::PERMISSIVE,
+    );
+    let dg = tdg.to_f32(g).unwrap();
+    assert_close(
+        &format!("bn_bwd_reduce{k} dgamma {s:?}"),
+        &dg,
+        &dg_ref,
+        Tol::PERMISSIVE,
+    );
+    assert_close(
+        &format!("bn_bwd_reduce{k} dbeta {s:?}"),
+        &tdb.to_f32(g).unwrap(),
+        &db_ref,
+        Tol::PERMISSIVE,
+    );
+    if !s.relu && s.n * s.hw > 1 {
+        let fwd = |xv: &[f32]| {
+            let (st, _) = reference::norm::stats(&s, xv, &running);
+            reference::norm::apply(&s, xv, &st, &gamma, &beta)
         };
-        for d in norm::backward(g, &s, &b).unwrap() {
-            d.run(g);
-        }
-        let (dx_ref, dg_ref, db_ref) = reference::norm::backward(&s, &x, &y, &dy, &st, &gamma);
-        let dx = tdx.to_f32(g).unwrap();
-        assert_close(&format!("bn_bwd_dx {s:?}"), &dx, &dx_ref, Tol::PERMISSIVE);
-        let dg = tdg.to_f32(g).unwrap();
-        assert_close(
-            &format!("bn_bwd_reduce dgamma {s:?}"),
-            &dg,
-            &dg_ref,
-            Tol::PERMISSIVE,
-        );
-        assert_close(
-            &format!("bn_bwd_reduce dbeta {s:?}"),
-            &tdb.to_f32(g).unwrap(),
-            &db_ref,
-            Tol::PERMISSIVE,
-        );
-        if !s.relu && s.n * s.hw > 1 {
-            let fwd = |xv: &[f32]| {
-                let (st, _) = reference::norm::stats(&s, xv, &running);
-                reference::norm::apply(&s, xv, &st, &gamma, &beta)
-            };
-            fd_check("bn backward dx", &x, &dx, &|xv| dot(&fwd(xv), &dy));
-            fd_check("bn backward dgamma", &gamma, &dg, &|gv| {
-                dot(&reference::norm::apply(&s, &x, &st, gv, &beta), &dy)
-            });
-        }
+        fd_check(&format!("bn_bwd_dx{k}"), &x, &dx, &|xv| dot(&fwd(xv), &dy));
+        fd_check(&format!("bn_bwd_reduce{k} dgamma"), &gamma, &dg, &|gv| {
+            dot(&reference::norm::apply(&s, &x, &st, gv, &beta), &dy)
+        });
     }
 }
 
