@@ -1,5 +1,6 @@
 // Batch norm 2-D over NCHW (statistics per channel over N*H*W values), training and eval, with
-// an optional fused ReLU, and its backward pass.
+// an optional fused ReLU, and its backward pass; storage-buffer kernels, then (at the end) their
+// texture-fed variants for CPU-backed devices.
 //
 //  - bn_stats (train): one workgroup per channel, one pass: sums of d = x - x[first] and d^2
 //    (shifted by the channel's first value, so the subtraction loses little) -> mean, biased
@@ -38,7 +39,8 @@ const WGR: u32 = 256u;
 var<workgroup> red0: array<f32, WGR>;
 var<workgroup> red1: array<f32, WGR>;
 
-// The (n, r) position of element lid of a channel, and the (n, r) step of WGR elements.
+// The (n, r) position of element lid of a channel whose rows hold `len` elements (or texels), and
+// the (n, r) step of WGR of them.
 struct Walk {
     n: u32,
     r: u32,
@@ -46,16 +48,16 @@ struct Walk {
     dr: u32,
 }
 
-fn walk_start(lid: u32) -> Walk {
-    return Walk(lid / p.hw, lid % p.hw, WGR / p.hw, WGR % p.hw);
+fn walk_start(lid: u32, len: u32) -> Walk {
+    return Walk(lid / len, lid % len, WGR / len, WGR % len);
 }
 
-fn walk_next(w: Walk) -> Walk {
+fn walk_next(w: Walk, len: u32) -> Walk {
     var v = w;
     v.n += w.dn;
     v.r += w.dr;
-    if (v.r >= p.hw) {
-        v.r -= p.hw;
+    if (v.r >= len) {
+        v.r -= len;
         v.n += 1u;
     }
     return v;
@@ -83,7 +85,7 @@ fn bn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     let shift = sx[c * p.hw];
     var s = 0.0;
     var q = 0.0;
-    for (var w = walk_start(lid); w.n < p.n; w = walk_next(w)) {
+    for (var w = walk_start(lid, p.hw); w.n < p.n; w = walk_next(w, p.hw)) {
         let d = sx[walk_idx(w, c)] - shift;
         s += d;
         q = fma(d, d, q);
@@ -160,7 +162,7 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     let sh = rbeta[c] - st.x * sc;
     var sg = 0.0;
     var sgx = 0.0;
-    for (var w = walk_start(lid); w.n < p.n; w = walk_next(w)) {
+    for (var w = walk_start(lid, p.hw); w.n < p.n; w = walk_next(w, p.hw)) {
         let i = walk_idx(w, c);
         let x = rx[i];
         let g = g_of(rdy[i], x, sc, sh);
@@ -206,5 +208,164 @@ fn bn_bwd_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         let g = g_of(dx_dy[i], x, sc, sh);
         let xhat = (x - st.x) * st.y;
         ddx[i] = k * (g - mb - xhat * mg);
+    }
+}
+
+// =============================================================================================
+// The texture-fed variants for CPU-backed devices, for H*W a multiple of 4: the same formulas and
+// ReLU-mask rule, with x and dy copied into rgba32float textures (texel t = floats 4t .. 4t+3 of
+// the NCHW buffer, at texel_xy(t) as in conv_tex.wgsl), so a channel's row of one image is
+// hw4 = hw/4 consecutive texels and every fetch brings 4 values: on llvmpipe a texel fetch is a
+// vector gather (about 9 cycles for 4 floats), a storage-buffer load a scalar loop (about 20 per
+// float).
+//  - bn_stats_tex: one workgroup per channel, one shifted pass -> stats, running statistics;
+//  - bn_apply_tex: one invocation per (n, c) row: y = x * scale + shift (then ReLU), vec4 stores;
+//  - bn_bwd_reduce_tex: one workgroup per channel: dgamma, dbeta;
+//  - bn_bwd_dx_tex: one invocation per (n, c) row: dx, vec4 stores.
+
+fn texel_xy(t: u32) -> vec3<u32> {
+    let row = t >> 11u;
+    return vec3<u32>(t & 2047u, row & 4095u, row >> 12u);
+}
+
+fn hsum4(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+// dy masked by the forward's ReLU: y = fma(x, sc, sh) exactly as bn_apply computes it
+fn g4_of(dy: vec4<f32>, x: vec4<f32>, sc: f32, sh: f32) -> vec4<f32> {
+    if (p.relu == 0u) {
+        return dy;
+    }
+    return select(vec4<f32>(0.0), dy, fma(x, vec4<f32>(sc), vec4<f32>(sh)) > vec4<f32>(0.0));
+}
+
+// ---------------------------------------------------------------------------------------------
+@group(0) @binding(1) var<storage, read_write> tstats: array<vec2<f32>>;
+@group(0) @binding(2) var tsx: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(3) var<storage, read_write> trunning: array<f32>;
+
+fn ld_sx(t: u32) -> vec4<f32> {
+    let xy = texel_xy(t);
+    return textureLoad(tsx, xy.xy, xy.z);
+}
+
+@compute @workgroup_size(256)
+fn bn_stats_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = wg.x;
+    let hw4 = p.hw / 4u;
+    let m = p.n * p.hw;
+    let shift = ld_sx(c * hw4).x;
+    var s = vec4<f32>(0.0);
+    var q = vec4<f32>(0.0);
+    for (var w = walk_start(lid, hw4); w.n < p.n; w = walk_next(w, hw4)) {
+        let d = ld_sx((w.n * p.c + c) * hw4 + w.r) - vec4<f32>(shift);
+        s += d;
+        q = fma(d, d, q);
+    }
+    red0[lid] = hsum4(s);
+    red1[lid] = hsum4(q);
+    tree2(lid);
+    if (lid == 0u) {
+        let md = red0[0] / f32(m);
+        let mean = shift + md;
+        let ss = max(red1[0] - red0[0] * md, 0.0);
+        let var_b = ss / f32(m);
+        tstats[c] = vec2<f32>(mean, 1.0 / sqrt(var_b + p.eps));
+        let var_u = ss / f32(max(m, 2u) - 1u);
+        trunning[c] = (1.0 - p.momentum) * trunning[c] + p.momentum * mean;
+        trunning[p.c + c] = (1.0 - p.momentum) * trunning[p.c + c] + p.momentum * var_u;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+@group(0) @binding(1) var<storage, read_write> tay: array<vec4<f32>>;
+@group(0) @binding(2) var tax: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(3) var<storage, read> tastats: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read> tgamma: array<f32>;
+@group(0) @binding(5) var<storage, read> tbeta: array<f32>;
+
+@compute @workgroup_size(64)
+fn bn_apply_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 64u;
+    if (row >= p.n * p.c) { return; }
+    let c = row % p.c;
+    let st = tastats[c];
+    let sc = st.y * tgamma[c];
+    let sh = tbeta[c] - st.x * sc;
+    let hw4 = p.hw / 4u;
+    let base = row * hw4;
+    for (var j = 0u; j < hw4; j++) {
+        let xy = texel_xy(base + j);
+        var y = fma(textureLoad(tax, xy.xy, xy.z), vec4<f32>(sc), vec4<f32>(sh));
+        if (p.relu != 0u) { y = max(y, vec4<f32>(0.0)); }
+        tay[base + j] = y;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+@group(0) @binding(1) var<storage, read_write> tdgamma: array<f32>;
+@group(0) @binding(2) var<storage, read_write> tdbeta: array<f32>;
+@group(0) @binding(3) var trx: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(4) var trdy: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(5) var<storage, read> trstats: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read> trgamma: array<f32>;
+@group(0) @binding(7) var<storage, read> trbeta: array<f32>;
+
+@compute @workgroup_size(256)
+fn bn_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = wg.x;
+    let hw4 = p.hw / 4u;
+    let st = trstats[c];
+    let sc = st.y * trgamma[c];
+    let sh = trbeta[c] - st.x * sc;
+    var sg = vec4<f32>(0.0);
+    var sgx = vec4<f32>(0.0);
+    for (var w = walk_start(lid, hw4); w.n < p.n; w = walk_next(w, hw4)) {
+        let xy = texel_xy((w.n * p.c + c) * hw4 + w.r);
+        let x = textureLoad(trx, xy.xy, xy.z);
+        let g = g4_of(textureLoad(trdy, xy.xy, xy.z), x, sc, sh);
+        sg += g;
+        sgx = fma(g, (x - vec4<f32>(st.x)) * st.y, sgx);
+    }
+    red0[lid] = hsum4(sgx);
+    red1[lid] = hsum4(sg);
+    tree2(lid);
+    if (lid == 0u) {
+        tdgamma[c] = red0[0];
+        tdbeta[c] = red1[0];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+@group(0) @binding(1) var<storage, read_write> tddx: array<vec4<f32>>;
+@group(0) @binding(2) var tdx_x: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(3) var tdx_dy: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(4) var<storage, read> tdx_stats: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> tdx_gamma: array<f32>;
+@group(0) @binding(6) var<storage, read> tdx_beta: array<f32>;
+@group(0) @binding(7) var<storage, read> tdx_dgamma: array<f32>;
+@group(0) @binding(8) var<storage, read> tdx_dbeta: array<f32>;
+
+@compute @workgroup_size(64)
+fn bn_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 64u;
+    if (row >= p.n * p.c) { return; }
+    let c = row % p.c;
+    let st = tdx_stats[c];
+    let m = f32(p.n * p.hw);
+    let k = tdx_gamma[c] * st.y;
+    let sc = st.y * tdx_gamma[c];
+    let sh = tdx_beta[c] - st.x * sc;
+    let mb = tdx_dbeta[c] / m;
+    let mg = tdx_dgamma[c] / m;
+    let hw4 = p.hw / 4u;
+    let base = row * hw4;
+    for (var j = 0u; j < hw4; j++) {
+        let xy = texel_xy(base + j);
+        let x = textureLoad(tdx_x, xy.xy, xy.z);
+        let g = g4_of(textureLoad(tdx_dy, xy.xy, xy.z), x, sc, sh);
+        let xhat = (x - vec4<f32>(st.x)) * st.y;
+        tddx[base + j] = k * (g - vec4<f32>(mb) - xhat * mg);
     }
 }

@@ -16,7 +16,6 @@ use crate::gpu::device::Gpu;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderId {
     Elementwise,
-    ElementwiseTex,
     Reduce,
     Gemm,
     GemmTex,
@@ -26,7 +25,6 @@ pub enum ShaderId {
     ConvSg,
     ConvTex,
     Norm,
-    NormTex,
     Pool,
     Loss,
     Optim,
@@ -38,7 +36,6 @@ impl ShaderId {
     /// Every shader file, for validation.
     pub const ALL: &'static [ShaderId] = &[
         ShaderId::Elementwise,
-        ShaderId::ElementwiseTex,
         ShaderId::Reduce,
         ShaderId::Gemm,
         ShaderId::GemmTex,
@@ -48,7 +45,6 @@ impl ShaderId {
         ShaderId::ConvSg,
         ShaderId::ConvTex,
         ShaderId::Norm,
-        ShaderId::NormTex,
         ShaderId::Pool,
         ShaderId::Loss,
         ShaderId::Optim,
@@ -60,7 +56,6 @@ impl ShaderId {
     pub fn name(self) -> &'static str {
         match self {
             ShaderId::Elementwise => "elementwise",
-            ShaderId::ElementwiseTex => "elementwise_tex",
             ShaderId::Reduce => "reduce",
             ShaderId::Gemm => "gemm",
             ShaderId::GemmTex => "gemm_tex",
@@ -70,7 +65,6 @@ impl ShaderId {
             ShaderId::ConvSg => "conv_sg",
             ShaderId::ConvTex => "conv_tex",
             ShaderId::Norm => "norm",
-            ShaderId::NormTex => "norm_tex",
             ShaderId::Pool => "pool",
             ShaderId::Loss => "loss",
             ShaderId::Optim => "optim",
@@ -83,7 +77,6 @@ impl ShaderId {
     pub fn source(self) -> &'static str {
         match self {
             ShaderId::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
-            ShaderId::ElementwiseTex => include_str!("../../shaders/elementwise_tex.wgsl"),
             ShaderId::Reduce => include_str!("../../shaders/reduce.wgsl"),
             ShaderId::Gemm => include_str!("../../shaders/gemm.wgsl"),
             ShaderId::GemmTex => include_str!("../../shaders/gemm_tex.wgsl"),
@@ -93,7 +86,6 @@ impl ShaderId {
             ShaderId::ConvSg => include_str!("../../shaders/conv_sg.wgsl"),
             ShaderId::ConvTex => include_str!("../../shaders/conv_tex.wgsl"),
             ShaderId::Norm => include_str!("../../shaders/norm.wgsl"),
-            ShaderId::NormTex => include_str!("../../shaders/norm_tex.wgsl"),
             ShaderId::Pool => include_str!("../../shaders/pool.wgsl"),
             ShaderId::Loss => include_str!("../../shaders/loss.wgsl"),
             ShaderId::Optim => include_str!("../../shaders/optim.wgsl"),

@@ -1,6 +1,6 @@
 //! Elementwise kernels (shaders/elementwise.wgsl): fill, scale, axpy, add, ReLU forward/backward,
 //! and the fused residual add + ReLU. [`elementwise_op`] runs the streaming ops from textures
-//! (shaders/elementwise_tex.wgsl) on CPU-backed adapters.
+//! (`ew_tex` in shaders/elementwise.wgsl) on CPU-backed adapters.
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
@@ -190,7 +190,7 @@ pub fn elementwise_op(
         views.push(view);
     }
     let spec = KernelSpec::new(
-        ShaderId::ElementwiseTex,
+        ShaderId::Elementwise,
         "ew_tex",
         &[
             Binding::Uniform,

@@ -1,7 +1,7 @@
 //! Batch norm 2-D (shaders/norm.wgsl): batch statistics with running-stat updates, eval
 //! statistics, apply (optionally fused with ReLU), and the two backward kernels. On CPU-backed
 //! adapters, where H*W is a multiple of 4, [`forward_tex`] and [`backward_tex`] run the same
-//! computations from textures (shaders/norm_tex.wgsl) filled by copies: x is copied once and
+//! computations from textures (the `_tex` entry points of shaders/norm.wgsl) filled by copies: x is copied once and
 //! serves the forward and the backward pass.
 
 use crate::error::{Error, Result};
@@ -231,7 +231,7 @@ pub fn forward_tex(
     let (copy, tex, view) = crate::ops::conv::act_texture_copy(gpu, "bn x texture", x, s.len() / 4);
     let stats_d = if train {
         let spec = KernelSpec::new(
-            ShaderId::NormTex,
+            ShaderId::Norm,
             "bn_stats_tex",
             &[
                 Binding::Uniform,
@@ -252,7 +252,7 @@ pub fn forward_tex(
         stats(gpu, s, false, x, st, running)?
     };
     let spec = KernelSpec::new(
-        ShaderId::NormTex,
+        ShaderId::Norm,
         "bn_apply_tex",
         &[
             Binding::Uniform,
@@ -299,7 +299,7 @@ pub fn backward_tex(
     let (copy, tex, dyv) =
         crate::ops::conv::act_texture_copy(gpu, "bn dy texture", b.dy, s.len() / 4);
     let red = KernelSpec::new(
-        ShaderId::NormTex,
+        ShaderId::Norm,
         "bn_bwd_reduce_tex",
         &[
             Binding::Uniform,
@@ -329,7 +329,7 @@ pub fn backward_tex(
         g,
     )?;
     let dx = KernelSpec::new(
-        ShaderId::NormTex,
+        ShaderId::Norm,
         "bn_bwd_dx_tex",
         &[
             Binding::Uniform,
