@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
 use crate::gpu::kernels::{Binding, KernelSpec, Res, ShaderId};
 use crate::gpu::tensor::{DType, Tensor};
+use crate::ops::gemm::array_view;
 use crate::ops::reduce::{reduce, ReduceOp, ReduceShape};
 use crate::ops::{grid_for, Dispatch, Op, Step, TexCopy};
 
@@ -403,15 +404,7 @@ fn pack_kernel(
     src: &wgpu::Buffer,
 ) -> Result<(Step, wgpu::Texture, wgpu::TextureView)> {
     const PACK: &[Binding] = &[Binding::Uniform, Binding::TexWrite, Binding::Read];
-    let rows = texels.div_ceil(TEX_W as usize);
-    let t = storage_texture(
-        gpu,
-        label,
-        TEX_W as usize,
-        rows.min(TEX_ROWS as usize),
-        rows.div_ceil(TEX_ROWS as usize),
-    );
-    let v = array_view(&t);
+    let (t, v) = act_texture(gpu, label, texels);
     let spec = KernelSpec::new(ShaderId::ConvTex, entry, PACK);
     let d = Dispatch::with_resources(
         gpu,
@@ -456,15 +449,7 @@ pub(crate) fn act_texture_copy(
     src: &wgpu::Buffer,
     texels: usize,
 ) -> (Step, wgpu::Texture, wgpu::TextureView) {
-    let rows = texels.div_ceil(TEX_W as usize);
-    let t = storage_texture(
-        gpu,
-        label,
-        TEX_W as usize,
-        rows.min(TEX_ROWS as usize),
-        rows.div_ceil(TEX_ROWS as usize),
-    );
-    let v = array_view(&t);
+    let (t, v) = act_texture(gpu, label, texels);
     let copy = TexCopy {
         label: "transfer::copy_buffer_to_texture",
         src: src.clone(),
@@ -659,15 +644,7 @@ fn bwd_weight_tex(
         steps.push(copy);
         textures.push(rt);
         let texels = s.n * s.h * s.w * c4;
-        let rows = texels.div_ceil(TEX_W as usize);
-        let t = storage_texture(
-            gpu,
-            "conv x channel texture",
-            TEX_W as usize,
-            rows.min(TEX_ROWS as usize),
-            rows.div_ceil(TEX_ROWS as usize),
-        );
-        let v = array_view(&t);
+        let (t, v) = act_texture(gpu, "conv x channel texture", texels);
         let spec = KernelSpec::new(
             ShaderId::ConvTex,
             "pack_c4_from_rows",
@@ -803,11 +780,19 @@ fn storage_texture(gpu: &Gpu, label: &str, w: usize, h: usize, layers: usize) ->
     })
 }
 
-fn array_view(t: &wgpu::Texture) -> wgpu::TextureView {
-    t.create_view(&wgpu::TextureViewDescriptor {
-        dimension: Some(wgpu::TextureViewDimension::D2Array),
-        ..Default::default()
-    })
+/// A texture of `texels` texels in the layout shaders/conv_tex.wgsl addresses (TEX_W wide,
+/// TEX_ROWS rows per layer), and its array view.
+fn act_texture(gpu: &Gpu, label: &str, texels: usize) -> (wgpu::Texture, wgpu::TextureView) {
+    let rows = texels.div_ceil(TEX_W as usize);
+    let t = storage_texture(
+        gpu,
+        label,
+        TEX_W as usize,
+        rows.min(TEX_ROWS as usize),
+        rows.div_ceil(TEX_ROWS as usize),
+    );
+    let v = array_view(&t);
+    (t, v)
 }
 
 /// pack_act (x into a texture), pack_wt (weights into a texture) and conv_tex, as one op that owns

@@ -339,7 +339,8 @@ fn pack_texture(
     }))
 }
 
-fn array_view(t: &wgpu::Texture) -> wgpu::TextureView {
+/// The 2-D array view the texture-fed kernels bind.
+pub(crate) fn array_view(t: &wgpu::Texture) -> wgpu::TextureView {
     t.create_view(&wgpu::TextureViewDescriptor {
         dimension: Some(wgpu::TextureViewDimension::D2Array),
         ..Default::default()
