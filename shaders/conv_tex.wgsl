@@ -21,6 +21,8 @@
 //               usually share the row parity and skip (subgroupAny) the kernel rows none needs;
 //  - pack_act_c4: an NCHW buffer -> a texture whose texel t = ((n*h + ih)*w + iw)*c4 + c holds
 //               channels 4c .. 4c+3 at one pixel (zero past cin);
+//  - conv_dw_rows_tex: backward-weight at stride 1 with few input channels: lane = (ci, kh), x
+//               read by rows; per 4 output columns 1 + NT fetches for 32 * K FMAs (below);
 //  - conv_dw_tex: backward-weight, any stride: lane = (4-channel group, kh, kw) of the input, 8
 //               output channels per subgroup. Per 4 output columns a lane fetches one dy texel
 //               (4 positions of channel co0 + lane, from pack_act) and 4 x texels (its 4 input
@@ -37,7 +39,8 @@
 // guarantees: buffers hold the shape's element counts; subgroups are exactly 8 wide; the input
 // texture holds every texel t < n*cin*h*w4 at texel_xy(t); the weight texture is wrow texels wide
 // and ceil(cout/CO)*CO rows high. Then:
-//  - pack_act: t < n*cin*h*w4, so the source index is < n*cin*h*w and t's texel exists;
+//  - pack_act: r < n*cin*h and j < w4, and only columns 4j + e < w are read, so the source index
+//    is < n*cin*h*w; texel r*w4 + j < n*cin*h*w4 exists;
 //  - pack_wt: returns unless (g.x, g.y) is inside the texture; reads only when co < cout and
 //    ci < cin, so the OIHW index is < cout*cin*K*K (flipped or not);
 //  - conv_bwd_data2_tex: as conv_tex, with dy in the input's place (fetch_x falls back to texel 0)
@@ -48,6 +51,10 @@
 //  - conv_dw_tex: the lane is clamped to the last (c, kh, kw) and co0 + lane to cout - 1; x texels
 //    fall back to texel 0 outside the input; dy texel rows are < n*cout*oh, columns < ow4; the
 //    items of a slice are < n*oh*ow4; stores are guarded by lane < c4*K*K, co < cout, ci < cin;
+//  - conv_dw_rows_tex: r is clamped to cin*K - 1 and co0 + lane to cout - 1; it < items, so n < p.n;
+//    x texels fall back to texel 0 unless the row (ci < cin, ih clamped) and the texel column are
+//    inside the input; dy texels as conv_dw_tex; stores are guarded by r_raw < cin*K,
+//    co < cout and kw < K, and the host sizes dw (or the partial sums) for p.slices slices;
 //  - conv_tex/conv_tex4: item is clamped to total - 1, so n < p.n; fetch_x falls back to texel 0
 //    unless the row and texel column are inside the input; weight texels are x < wrow and rows
 //    co0 + lane (+ 8 when CO = 16) < ceil(cout/CO)*CO; stores are guarded by item_raw < total,
@@ -76,24 +83,25 @@ fn texel_xy(t: u32) -> vec3<u32> {
 @group(0) @binding(1) var act_out: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<storage, read> act_src: array<f32>;
 
-// invocation = texel; p.n*p.cin*p.h rows of p.w4 texels; p.w columns per row
+// invocation = texel j = wg.z of row r (p.n*p.cin*p.h rows of p.w columns, p.w4 texels), so no
+// integer division (llvmpipe divides lane by lane)
 @compute @workgroup_size(64)
 fn pack_act(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = g.x + g.y * nwg.x * 64u;
-    let rows = p.n * p.cin * p.h;
-    if (t >= rows * p.w4) {
+    let r = g.x + g.y * nwg.x * 64u;
+    if (r >= p.n * p.cin * p.h) {
         return;
     }
-    let r = t / p.w4;
-    let c0 = (t % p.w4) * 4u;
-    let base = r * p.w;
+    let j = g.z;
+    let o = r * p.w + 4u * j;
     var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        if (c0 + j < p.w) {
-            v[j] = act_src[base + c0 + j];
+    for (var e = 0u; e < 4u; e++) {
+        if (4u * j + e < p.w) {
+            v[e] = act_src[o + e];
         }
     }
-    let xy = texel_xy(t);
+    let col = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+    v = select(vec4<f32>(0.0), v, col < vec4<u32>(p.w));
+    let xy = texel_xy(r * p.w4 + j);
     textureStore(act_out, xy.xy, xy.z, v);
 }
 
@@ -492,6 +500,112 @@ fn conv_dw_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
                         } else {
                             dw[i] = v[e];
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv_dw_rows_tex: backward-weight at stride 1 for few input channels (LeNet's 1 and 6), where
+// conv_dw_tex's 4-channel groups would be mostly padding. Lane = one (ci, kh) row of taps of the
+// layer input (8 rows per one-subgroup workgroup), wg.y = 8 output channels, wg.z = a slice of the
+// (n, oh, 4-column) items. Per item a lane fetches one dy texel (4 positions of channel co0 + lane,
+// from pack_act) and the NT x texels under its row's window (x rows from pack_act or a copy), the
+// 8 channels' dy reach every lane by broadcast, and the K taps take a dot product each:
+// 1 + NT fetches for 32 * K FMAs. c_j accumulates taps 0..3 of channel co0 + j, d_j taps 4..7.
+@group(0) @binding(3) var xrt: texture_storage_2d_array<rgba32float, read>;
+
+fn fetch_xr(row: u32, rowok: bool, jj: i32) -> vec4<f32> {
+    let ok = rowok && jj >= 0 && jj < i32(p.w4);
+    let xy = texel_xy(select(0u, row * p.w4 + u32(jj), ok));
+    return select(vec4<f32>(0.0), textureLoad(xrt, xy.xy, xy.z), ok);
+}
+
+// The K taps' dot products of dy values dv with the windows of t0 | t1 | t2.
+fn taps_dot(dv: vec4<f32>, t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>) -> array<vec4<f32>, 2> {
+    var lo = vec4<f32>(0.0);
+    var hi = vec4<f32>(0.0);
+    lo.x = dot(dv, win(t0, t1, t2, M));
+    if (K > 1u) { lo.y = dot(dv, win(t0, t1, t2, M + 1u)); }
+    if (K > 2u) { lo.z = dot(dv, win(t0, t1, t2, M + 2u)); }
+    if (K > 3u) { lo.w = dot(dv, win(t0, t1, t2, M + 3u)); }
+    if (K > 4u) { hi.x = dot(dv, win(t0, t1, t2, M + 4u)); }
+    return array<vec4<f32>, 2>(lo, hi);
+}
+
+fn dw_rows_step(dv: vec4<f32>, t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>) {
+    var r = taps_dot(subgroupBroadcast(dv, 0u), t0, t1, t2); c0 += r[0]; d0 += r[1];
+    r = taps_dot(subgroupBroadcast(dv, 1u), t0, t1, t2); c1 += r[0]; d1 += r[1];
+    r = taps_dot(subgroupBroadcast(dv, 2u), t0, t1, t2); c2 += r[0]; d2 += r[1];
+    r = taps_dot(subgroupBroadcast(dv, 3u), t0, t1, t2); c3 += r[0]; d3 += r[1];
+    r = taps_dot(subgroupBroadcast(dv, 4u), t0, t1, t2); c4 += r[0]; d4 += r[1];
+    r = taps_dot(subgroupBroadcast(dv, 5u), t0, t1, t2); c5 += r[0]; d5 += r[1];
+    r = taps_dot(subgroupBroadcast(dv, 6u), t0, t1, t2); c6 += r[0]; d6 += r[1];
+    r = taps_dot(subgroupBroadcast(dv, 7u), t0, t1, t2); c7 += r[0]; d7 += r[1];
+}
+
+// p.h/p.w/p.w4/p.cin: the layer input; p.oh/p.ow/p.ow4/p.cout: its output (dy);
+// dw = partial[slice][cout][cin][K][K]
+@compute @workgroup_size(8)
+fn conv_dw_rows_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
+    let rows = p.cin * K;
+    let r_raw = wg.x * 8u + sl;
+    let r = min(r_raw, rows - 1u);
+    let ci = r / K;
+    let kh = r % K;
+    let co0 = wg.y * 8u;
+    let dco = min(co0 + sl, p.cout - 1u);
+    let items = p.n * p.oh * p.ow4;
+    let chunk = (items + p.slices - 1u) / p.slices;
+    let first = wg.z * chunk;
+    let last = min(first + chunk, items);
+    let zero = vec4<f32>(0.0);
+    // (n, oh, j) of item `first`, then stepped without divisions (llvmpipe divides lane by lane)
+    var j = first % p.ow4;
+    var oh = (first / p.ow4) % p.oh;
+    var n = first / (p.ow4 * p.oh);
+    for (var it = first; it < last; it++) {
+        let dxy = texel_xy((n * p.cout + dco) * p.oh * p.ow4 + oh * p.ow4 + j);
+        let dv = textureLoad(dyt, dxy.xy, dxy.z);
+        let ih = i32(oh + kh) - i32(PAD);
+        let rowok = ih >= 0 && ih < i32(p.h);
+        let xrow = (n * p.cin + ci) * p.h + u32(clamp(ih, 0, i32(p.h) - 1));
+        let j0 = i32(j) - i32(PADT);
+        let t0 = fetch_xr(xrow, rowok, j0);
+        var t1 = zero;
+        var t2 = zero;
+        if (NT > 1u) {
+            t1 = fetch_xr(xrow, rowok, j0 + 1);
+        }
+        if (NT > 2u) {
+            t2 = fetch_xr(xrow, rowok, j0 + 2);
+        }
+        // (dy columns past p.ow are pack_act's zero padding: a copied dy has none)
+        dw_rows_step(dv, t0, t1, t2);
+        j += 1u;
+        let wrap = j == p.ow4;
+        j = select(j, 0u, wrap);
+        oh += select(0u, 1u, wrap);
+        let wrap_n = oh == p.oh;
+        oh = select(oh, 0u, wrap_n);
+        n += select(0u, 1u, wrap_n);
+    }
+    if (r_raw < rows) {
+        let taps = p.cin * K * K;
+        let base = wg.z * p.cout * taps + r * K;
+        for (var o = 0u; o < 8u; o++) {
+            let co = co0 + o;
+            if (co < p.cout) {
+                let v = array<vec4<f32>, 2>(acc_at(o), acc_at(8u + o));
+                for (var kw = 0u; kw < K; kw++) {
+                    let i = base + co * taps + kw;
+                    let a = v[kw / 4u][kw % 4u];
+                    if (p.accumulate != 0u) {
+                        dw[i] = dw[i] + a;
+                    } else {
+                        dw[i] = a;
                     }
                 }
             }

@@ -1,4 +1,5 @@
-//! GEMM kernels (gemm_reg8x2, gemm_tiled, gemm_tex and its pack_rgba) against the CPU twin, on
+//! GEMM kernels (gemm_reg8x2, gemm_tiled, gemm_tex and its pack_rgba, and linear_tex's three forms
+//! and epilogues) against the CPU twins, on
 //! awkward shapes: 1x1x1, odd sizes that are not multiples of any tile, batches, all three
 //! transposes, alpha/beta accumulation and one large case. Outputs are poisoned with NaN first.
 //! Tolerance: Tol::BALANCED (f32 accumulation over K <= 800 against an f64 reference).
@@ -7,6 +8,8 @@ mod common;
 use common::{assert_close, gpu, Rng, Tol, POISON};
 use incq::gpu::Tensor;
 use incq::ops::gemm::{gemm, pack, GemmDesc, GemmVariant, PackParams};
+use incq::ops::linear::{self, Epilogue, Form};
+use incq::ops::Op;
 use incq::reference;
 
 fn run_case(variant: GemmVariant, d: GemmDesc, seed: u64) {
@@ -180,4 +183,115 @@ fn gemm_rejects_buffers_that_are_too_small() {
     .err()
     .expect("a 10-float buffer cannot hold a 4x4x4 GEMM");
     assert!(err.to_string().contains("gemm"), "{err}");
+}
+
+/// One linear_tex case: random A and B stored as `form` reads them, C poisoned, every epilogue
+/// the form is used with.
+fn linear_case(form: Form, (m, n, k): (usize, usize, usize), epi: u8, seed: u64) {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(seed);
+    // stored shapes: Nt A [m][k], B [n][k]; Nn A [m][k], B [k][n]; Tn A [k][m], B [k][n]
+    let (ar, ac, br, bc) = match form {
+        Form::Nt => (m, k, n, k),
+        Form::Nn => (m, k, k, n),
+        Form::Tn => (k, m, k, n),
+    };
+    let a = rng.vec(ar * ac, -1.0, 1.0);
+    let b = rng.vec(br * bc, -1.0, 1.0);
+    let bias = rng.vec(n, -1.0, 1.0);
+    // a ReLU output as mask source: zeros (and a negative zero) among positives
+    let mut mask = rng.vec(m * n, -1.0, 1.0);
+    mask.iter_mut().for_each(|v| *v = v.max(0.0));
+    mask[0] = -0.0;
+    let ta = Tensor::from_f32(g, "A", &[a.len()], &a).unwrap();
+    let tb = Tensor::from_f32(g, "B", &[b.len()], &b).unwrap();
+    let tbias = Tensor::from_f32(g, "bias", &[n], &bias).unwrap();
+    let tmask = Tensor::from_f32(g, "mask", &[m * n], &mask).unwrap();
+    let tc = Tensor::from_f32(g, "C", &[m * n], &vec![0.0; m * n]).unwrap();
+    tc.poison(g, POISON);
+    let (sa, ra) = linear::rows_tex(g, "A", ar, ac, &ta.buf).unwrap();
+    let (sb, rb) = linear::rows_tex(g, "B", br, bc, &tb.buf).unwrap();
+    let (e, want_bias, want_mask) = match epi {
+        0 => (Epilogue::None, None, None),
+        1 => (
+            Epilogue::Bias {
+                bias: &tbias.buf,
+                relu: false,
+            },
+            Some((&bias[..], false)),
+            None,
+        ),
+        2 => (
+            Epilogue::Bias {
+                bias: &tbias.buf,
+                relu: true,
+            },
+            Some((&bias[..], true)),
+            None,
+        ),
+        _ => (Epilogue::Mask(&tmask.buf), None, Some(&mask[..])),
+    };
+    let d = linear::gemm(g, form, &ra, &rb, &tc.buf, e).unwrap();
+    let op = Op {
+        steps: vec![sa, sb, d.into()],
+        textures: Vec::new(),
+    };
+    op.run(g);
+    let got = tc.to_f32(g).unwrap();
+    let want = reference::gemm::linear_tex(form, (m, n, k), &a, &b, want_bias, want_mask);
+    assert_close(
+        &format!("linear_tex {form:?} {m}x{n}x{k} epilogue {epi}"),
+        &got,
+        &want,
+        Tol::BALANCED,
+    );
+}
+
+#[test]
+fn linear_tex_matches_twin() {
+    let Some(g) = gpu() else { return };
+    if !GemmVariant::tex_supported(g) {
+        eprintln!("linear_tex: this adapter has no 8-wide subgroups; the plan never uses it here");
+        return;
+    }
+    // LeNet's layers at batch 64 and 1, odd and ragged sizes (rows packed where not a multiple of
+    // 4), more than one workgroup along both axes, several texture rows (k = 3000)
+    let shapes = [
+        (64, 120, 400),
+        (64, 10, 84),
+        (1, 1, 1),
+        (3, 7, 5),
+        (67, 45, 33),
+        (130, 9, 66),
+        (5, 300, 17),
+        (1, 84, 120),
+        (70, 261, 3000),
+    ];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        let s = 500 + 10 * i as u64;
+        linear_case(Form::Nt, (m, n, k), 2, s);
+        linear_case(Form::Nt, (m, n, k), 1, s + 1);
+        linear_case(Form::Nn, (m, n, k), 3, s + 2);
+        linear_case(Form::Nn, (m, n, k), 0, s + 3);
+        linear_case(Form::Tn, (m, n, k), 0, s + 4);
+    }
+}
+
+#[test]
+fn linear_tex_rejects_operands_that_do_not_chain() {
+    let Some(g) = gpu() else { return };
+    if !GemmVariant::tex_supported(g) {
+        return;
+    }
+    let t = Tensor::from_f32(g, "x", &[64], &[0.0; 64]).unwrap();
+    let (_, a) = linear::rows_tex(g, "A", 4, 8, &t.buf).unwrap();
+    let (_, b) = linear::rows_tex(g, "B", 4, 6, &t.buf).unwrap();
+    let err = linear::gemm(g, Form::Nt, &a, &b, &t.buf, Epilogue::None)
+        .err()
+        .expect("A 4 x 8 and B 4 x 6 have different k");
+    assert!(err.to_string().contains("do not chain"), "{err}");
+    let err = linear::rows_tex(g, "big", 9, 8, &t.buf)
+        .err()
+        .expect("a 64-float buffer cannot hold 9 x 8");
+    assert!(err.to_string().contains("holds 64"), "{err}");
 }

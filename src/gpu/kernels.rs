@@ -19,6 +19,7 @@ pub enum ShaderId {
     Reduce,
     Gemm,
     GemmTex,
+    LinearTex,
     Bench,
     Convert,
     Conv,
@@ -39,6 +40,7 @@ impl ShaderId {
         ShaderId::Reduce,
         ShaderId::Gemm,
         ShaderId::GemmTex,
+        ShaderId::LinearTex,
         ShaderId::Bench,
         ShaderId::Convert,
         ShaderId::Conv,
@@ -59,6 +61,7 @@ impl ShaderId {
             ShaderId::Reduce => "reduce",
             ShaderId::Gemm => "gemm",
             ShaderId::GemmTex => "gemm_tex",
+            ShaderId::LinearTex => "linear_tex",
             ShaderId::Bench => "bench",
             ShaderId::Convert => "convert",
             ShaderId::Conv => "conv",
@@ -80,6 +83,7 @@ impl ShaderId {
             ShaderId::Reduce => include_str!("../../shaders/reduce.wgsl"),
             ShaderId::Gemm => include_str!("../../shaders/gemm.wgsl"),
             ShaderId::GemmTex => include_str!("../../shaders/gemm_tex.wgsl"),
+            ShaderId::LinearTex => include_str!("../../shaders/linear_tex.wgsl"),
             ShaderId::Bench => include_str!("../../shaders/bench.wgsl"),
             ShaderId::Convert => include_str!("../../shaders/convert.wgsl"),
             ShaderId::Conv => include_str!("../../shaders/conv.wgsl"),
@@ -103,14 +107,14 @@ impl ShaderId {
     /// header, and the host checks buffer sizes, texture limits and the subgroup size before it
     /// builds a dispatch), so they are created without wgpu's runtime bounds checks.
     pub fn bounds_proven(self) -> bool {
-        matches!(self, ShaderId::ConvTex)
+        matches!(self, ShaderId::ConvTex | ShaderId::LinearTex)
     }
 
     /// True for files that use subgroup operations and so need `SUBGROUP`.
     pub fn needs_subgroups(self) -> bool {
         matches!(
             self,
-            ShaderId::GemmTex | ShaderId::ConvSg | ShaderId::ConvTex
+            ShaderId::GemmTex | ShaderId::LinearTex | ShaderId::ConvSg | ShaderId::ConvTex
         )
     }
 }

@@ -45,14 +45,15 @@ impl Tensor {
         self.len() == 0
     }
 
-    /// Size in bytes of the data (the buffer itself is padded to 4 bytes).
+    /// Size in bytes of the data (the buffer itself is padded with zeros to a multiple of 16
+    /// bytes, so kernels may read and write f32 tensors as vec4s).
     pub fn bytes(&self) -> u64 {
         (self.len() * self.dtype.size()) as u64
     }
 
     fn check(gpu: &Gpu, label: &str, shape: &[usize], dtype: DType) -> Result<u64> {
         let n: usize = shape.iter().product();
-        let bytes = ((n * dtype.size()) as u64).div_ceil(4).max(1) * 4;
+        let bytes = ((n * dtype.size()) as u64).div_ceil(16).max(1) * 16;
         gpu.check_binding(&format!("tensor '{label}' of shape {shape:?}"), bytes)?;
         Ok(bytes)
     }

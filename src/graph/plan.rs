@@ -14,6 +14,7 @@ use crate::graph::model::{Layer, Model};
 use crate::ops::conv::{self, ConvShape, ConvVariant};
 use crate::ops::elementwise::{elementwise, elementwise_op, EwOp};
 use crate::ops::gemm::{gemm, GemmDesc, GemmVariant};
+use crate::ops::linear::{self, Epilogue, Form};
 use crate::ops::norm::{self, BnBwd, BnShape};
 use crate::ops::optim::{self, SgdParams};
 use crate::ops::pool::{self, PoolShape};
@@ -320,6 +321,17 @@ impl B<'_> {
         }
     }
 
+    /// Whether a linear layer of `fin` -> `fout` runs the texture-fed kernels of ops/linear.rs:
+    /// where its forward GEMM's variant is `Tex` and they cover the shape.
+    fn linear_tex(&self, fin: usize, fout: usize) -> Result<bool> {
+        let fd = GemmDesc {
+            trans_b: true,
+            ..GemmDesc::new(self.n, fout, fin)
+        };
+        Ok(self.gemm_variant(&fd)? == GemmVariant::Tex
+            && linear::covers(self.gpu, self.n, fin, fout))
+    }
+
     fn t(&mut self, len: usize, dtype: DType) -> Result<usize> {
         self.tensors
             .push(Tensor::empty(self.gpu, "activation", &[len.max(1)], dtype)?);
@@ -462,19 +474,29 @@ impl Plan {
                     }
                 }
                 (Layer::Linear { fout, relu }, LayerIdx::Linear { w, b: bias }) => {
-                    plan_linear(
-                        &mut b,
-                        net,
-                        s.0 * s.1 * s.2,
-                        *fout,
-                        *relu,
-                        *w,
-                        *bias,
-                        x,
-                        y,
-                        gy,
-                        need_dx.then_some(gx),
-                    )?;
+                    let fin = s.0 * s.1 * s.2;
+                    // A texture-fed linear layer after a ReLU'd linear layer applies that ReLU's
+                    // backward in its backward-data store, so the earlier layer skips its own.
+                    let fused = |l: Option<&Layer>, fin: usize| -> Result<bool> {
+                        Ok(match l {
+                            Some(Layer::Linear { fout, .. }) => b.linear_tex(fin, *fout)?,
+                            _ => false,
+                        })
+                    };
+                    let prev_relu =
+                        i > 0 && matches!(model.layers[i - 1], Layer::Linear { relu: true, .. });
+                    let masks_dx = prev_relu && fused(Some(layer), fin)?;
+                    let next_masks = *relu && fused(model.layers.get(i + 1), *fout)?;
+                    let l = LinearLayer {
+                        fin,
+                        fout: *fout,
+                        relu: *relu,
+                        w: *w,
+                        bias: *bias,
+                        gy_masked: next_masks,
+                        mask_dx: masks_dx,
+                    };
+                    plan_linear(&mut b, net, &l, x, y, gy, need_dx.then_some(gx))?;
                 }
                 (
                     Layer::BasicBlock { cout, stride },
@@ -829,15 +851,24 @@ impl B<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan_linear(
-    b: &mut B<'_>,
-    net: &Net,
+/// A linear layer as the plan builds it.
+struct LinearLayer {
     fin: usize,
     fout: usize,
     relu: bool,
-    wi: usize,
-    bi: usize,
+    /// Param indices of the weight and the bias.
+    w: usize,
+    bias: usize,
+    /// The next layer's backward-data already applied this layer's ReLU backward to gy.
+    gy_masked: bool,
+    /// This layer's backward-data applies the previous layer's ReLU backward (mask: x > 0).
+    mask_dx: bool,
+}
+
+fn plan_linear(
+    b: &mut B<'_>,
+    net: &Net,
+    l: &LinearLayer,
     x: usize,
     y: usize,
     gy: usize,
@@ -845,7 +876,12 @@ fn plan_linear(
 ) -> Result<()> {
     let gpu = b.gpu;
     let n = b.n;
-    let (w, bias) = (&net.params[wi], &net.params[bi]);
+    let (fin, fout, relu) = (l.fin, l.fout, l.relu);
+    let (w, bias) = (&net.params[l.w], &net.params[l.bias]);
+    if b.linear_tex(fin, fout)? {
+        return plan_linear_tex(b, net, l, x, y, gy, gx);
+    }
+    debug_assert!(!l.gy_masked && !l.mask_dx);
     let z = if relu { b.t(n * fout, DType::F32)? } else { y };
     let fd = GemmDesc {
         trans_b: true,
@@ -927,6 +963,64 @@ fn plan_linear(
         }
         b.bwd.push(Op { steps, textures });
     }
+    Ok(())
+}
+
+/// [`plan_linear`] with the texture-fed kernels: the forward pass copies x and W into textures
+/// (shared with the backward pass) and adds the bias and ReLU in its store; the backward pass
+/// copies dz once for backward-weight and backward-data.
+fn plan_linear_tex(
+    b: &mut B<'_>,
+    net: &Net,
+    l: &LinearLayer,
+    x: usize,
+    y: usize,
+    gy: usize,
+    gx: Option<usize>,
+) -> Result<()> {
+    let gpu = b.gpu;
+    let n = b.n;
+    let (w, bias) = (&net.params[l.w], &net.params[l.bias]);
+    let (sx, tx) = linear::rows_tex(gpu, "linear x", n, l.fin, b.buf(x))?;
+    let (sw, tw) = linear::rows_tex(gpu, "linear W", l.fout, l.fin, &w.w_eff().buf)?;
+    let epi = Epilogue::Bias {
+        bias: &bias.w_eff().buf,
+        relu: l.relu,
+    };
+    let f = linear::gemm(gpu, Form::Nt, &tx, &tw, b.buf(y), epi)?;
+    b.fwd.push(Op {
+        steps: vec![sx, sw, f.into()],
+        textures: vec![tx.texture.clone(), tw.texture.clone()],
+    });
+    if !b.train {
+        return Ok(());
+    }
+    let mut steps: Vec<crate::ops::Step> = Vec::new();
+    // dz = dy masked by y > 0 (the same set as z > 0), unless the next layer did it
+    let gz = if l.relu && !l.gy_masked {
+        let gz = b.t(n * l.fout, DType::F32)?;
+        let ins = [&b.tensors[y], &b.tensors[gy]];
+        steps.push(elementwise(gpu, EwOp::ReluBwd, 0.0, &b.tensors[gz], &ins)?.into());
+        gz
+    } else {
+        gy
+    };
+    let (sg, tg) = linear::rows_tex(gpu, "linear dz", n, l.fout, b.buf(gz))?;
+    steps.push(sg);
+    steps.push(linear::gemm(gpu, Form::Tn, &tg, &tx, &w.grad.buf, Epilogue::None)?.into());
+    let db = ReduceShape::per_channel(n, l.fout, 1);
+    steps.push(reduce(gpu, ReduceOp::OuterSum, db, &b.tensors[gz], &bias.grad)?.into());
+    if let Some(gx) = gx {
+        let epi = match l.mask_dx {
+            true => Epilogue::Mask(b.buf(x)),
+            false => Epilogue::None,
+        };
+        steps.push(linear::gemm(gpu, Form::Nn, &tg, &tw, b.buf(gx), epi)?.into());
+    }
+    b.bwd.push(Op {
+        steps,
+        textures: vec![tg.texture],
+    });
     Ok(())
 }
 

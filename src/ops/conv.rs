@@ -380,15 +380,20 @@ pub fn bwd_data(
     )
 }
 
+/// Whether backward-weight runs `conv_dw_rows_tex` (lane = one (ci, kh) row of taps).
+fn dw_rows(s: &ConvShape) -> bool {
+    s.cin < 8 && s.stride == 1 && (1..=5).contains(&s.k) && s.pad < s.k
+}
+
 fn tex_dw_covers(gpu: &Gpu, s: &ConvShape) -> bool {
     let (oh, ow) = s.out_hw();
     let l = &gpu.limits;
     let layers = |texels: usize| texels.div_ceil(TEX_W as usize).div_ceil(TEX_ROWS as usize);
     let max_layers = u64::from(l.max_texture_array_layers);
     let max_groups = u64::from(l.max_compute_workgroups_per_dimension);
-    // with few input channels (LeNet's 1 and 6) the window kernel is faster (5.5 against 7.1 ms
-    // at LeNet conv2, batch 64); from 8 on the texture kernel wins (93 against 122 ms at 16)
-    s.cin >= 8
+    // from 8 input channels conv_dw_tex (4-channel groups); below, at stride 1, conv_dw_rows_tex
+    // (LeNet's 1 and 6 channels, where the groups would be mostly padding)
+    (s.cin >= 8 || dw_rows(s))
         && layers(act_texels(s.n, s.cout, oh, ow)) as u64 <= max_layers
         && layers(s.n * s.h * s.w * s.cin.div_ceil(4)) as u64 <= max_layers
         && ((s.cin.div_ceil(4) * s.k * s.k) as u64).div_ceil(64) <= max_groups
@@ -431,7 +436,47 @@ fn pack_rows(
     if cols.is_multiple_of(4) {
         return Ok(act_texture_copy(gpu, label, src, texels));
     }
-    pack_kernel(gpu, "pack_act", label, p, texels, src)
+    let w4 = cols.div_ceil(4);
+    let rows = texels / w4;
+    if src.size() < (rows * cols * 4) as u64 || w4 > 65535 {
+        return Err(Error::Shape {
+            op: "conv pack_act",
+            msg: format!(
+                "{label}: {rows} rows of {cols} columns from a buffer of {} bytes (at most \
+                 65535 texels per row)",
+                src.size()
+            ),
+        });
+    }
+    const PACK: &[Binding] = &[Binding::Uniform, Binding::TexWrite, Binding::Read];
+    let (t, v) = act_texture(gpu, label, texels);
+    let spec = KernelSpec::new(ShaderId::ConvTex, "pack_act", PACK);
+    let [gx, gy, _] = grid_for(gpu, rows, 64);
+    let groups = [gx, gy, w4 as u32];
+    let d = Dispatch::with_resources(gpu, &spec, p, &[Res::View(&v), Res::from(src)], groups)?;
+    Ok((d.into(), t, v))
+}
+
+/// A row-major [rows][cols] matrix in a row texture (rows padded with zeros to ceil(cols/4)
+/// texels): copied where cols % 4 == 0, packed by pack_act otherwise. The texture-fed linear
+/// layers (ops/linear.rs) read their operands this way.
+pub(crate) fn rows_texture(
+    gpu: &Gpu,
+    label: &str,
+    rows: usize,
+    cols: usize,
+    src: &wgpu::Buffer,
+) -> Result<(Step, wgpu::Texture, wgpu::TextureView)> {
+    let w4 = cols.div_ceil(4);
+    let p = ConvTexParams {
+        n: rows as u32,
+        cin: 1,
+        h: 1,
+        w: cols as u32,
+        w4: w4 as u32,
+        ..Default::default()
+    };
+    pack_rows(gpu, label, &p, cols, rows * w4, src)
 }
 
 /// Whether a texture of `texels` texels in the conv layout fits the device.
@@ -600,8 +645,14 @@ fn bwd_weight_tex(
     let (oh, ow) = s.out_hw();
     let ow4 = ow.div_ceil(4);
     let c4 = s.cin.div_ceil(4);
-    let lanes = c4 * s.k * s.k;
-    let (gx, gy) = ((lanes as u32).div_ceil(64), (s.cout as u32).div_ceil(8));
+    let rows = dw_rows(s);
+    // conv_dw_rows_tex: one 8-lane workgroup per 8 (ci, kh) rows; conv_dw_tex: 64 lanes of
+    // (4-channel group, kh, kw)
+    let gx = match rows {
+        true => ((s.cin * s.k) as u32).div_ceil(8),
+        false => ((c4 * s.k * s.k) as u32).div_ceil(64),
+    };
+    let gy = (s.cout as u32).div_ceil(8);
     let items = (s.n * oh * ow4) as u32;
     let slices = if accumulate {
         1
@@ -638,7 +689,10 @@ fn bwd_weight_tex(
             &own
         }
     };
-    let (pack_x, xt, xv) = if s.w.is_multiple_of(4) {
+    let (pack_x, xt, xv) = if rows {
+        let texels = act_texels(s.n, s.cin, s.h, s.w);
+        pack_rows(gpu, "conv x row texture", &p, s.w, texels, x)?
+    } else if s.w.is_multiple_of(4) {
         // copy x's rows into a texture, then transpose 4 x 4 blocks into channel groups
         let (copy, rt, rv) = act_texture_copy(gpu, "conv x row texture", x, s.x_len() / 4);
         steps.push(copy);
@@ -670,7 +724,11 @@ fn bwd_weight_tex(
     };
     let spec = KernelSpec::new(
         ShaderId::ConvTex,
-        "conv_dw_tex",
+        if rows {
+            "conv_dw_rows_tex"
+        } else {
+            "conv_dw_tex"
+        },
         &[
             Binding::Uniform,
             Binding::ReadWrite,
@@ -679,6 +737,10 @@ fn bwd_weight_tex(
         ],
     )
     .with("K", s.k as f64);
+    let spec = match rows {
+        true => spec.with("PAD", s.pad as f64),
+        false => spec,
+    };
     steps.push(pack_x);
     textures.push(xt);
     if slices == 1 {

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod data;
 pub mod elementwise;
 pub mod gemm;
+pub mod linear;
 pub mod loss;
 pub mod norm;
 pub mod optim;

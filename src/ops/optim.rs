@@ -1,7 +1,7 @@
 //! Optimizer kernels (shaders/optim.wgsl): SGD with momentum, weight decay and optional
 //! Nesterov, and Adam; both multiply the update by a per-element mask.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
 use crate::gpu::kernels::{Binding, KernelSpec, ShaderId};
 use crate::ops::{grid_for, Dispatch};
@@ -63,13 +63,21 @@ pub fn sgd(
         ],
     )
     .with("WG", f64::from(WG));
-    Dispatch::new(
-        gpu,
-        &spec,
-        p,
-        &[w, mom, grad, mask],
-        grid_for(gpu, p.n as usize, WG),
-    )
+    let n4 = (p.n as usize).div_ceil(4);
+    for (what, b) in [("w", w), ("momentum", mom), ("grad", grad), ("mask", mask)] {
+        if b.size() < (n4 * 16) as u64 {
+            return Err(Error::Shape {
+                op: "sgd",
+                msg: format!(
+                    "{what} holds {} bytes; {} elements need {} (vec4-padded)",
+                    b.size(),
+                    p.n,
+                    n4 * 16
+                ),
+            });
+        }
+    }
+    Dispatch::new(gpu, &spec, p, &[w, mom, grad, mask], grid_for(gpu, n4, WG))
 }
 
 /// The buffers of one Adam step.

@@ -1,6 +1,8 @@
-//! CPU twin of `gemm_reg` and `gemm_tiled`: C = alpha * op(A) * op(B) + beta * C, in f64.
+//! CPU twins of `gemm_reg`, `gemm_tiled` and `gemm_tex` (C = alpha * op(A) * op(B) + beta * C, in
+//! f64), of `pack_rgba`, and of `linear_tex` (its three forms and epilogues).
 
 use crate::ops::gemm::{GemmDesc, PackParams};
+use crate::ops::linear::Form;
 
 /// Computes the GEMM described by `d` on row-major host data; `c` holds the old C on entry.
 pub fn gemm(d: &GemmDesc, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -59,4 +61,38 @@ pub fn pack_rgba(
         }
     }
     out
+}
+
+/// CPU twin of `linear_tex`: C [m][n] = the `form` product of A and B (stored as
+/// shaders/linear_tex.wgsl describes), plus `bias[col]` and ReLU, or zeroed where `mask` (same
+/// shape as C) is not positive.
+pub fn linear_tex(
+    form: Form,
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    b: &[f32],
+    bias: Option<(&[f32], bool)>,
+    mask: Option<&[f32]>,
+) -> Vec<f32> {
+    let d = GemmDesc {
+        trans_a: form == Form::Tn,
+        trans_b: form == Form::Nt,
+        ..GemmDesc::new(m, n, k)
+    };
+    let mut c = vec![0.0f32; m * n];
+    gemm(&d, a, b, &mut c);
+    for (i, v) in c.iter_mut().enumerate() {
+        if let Some((bias, relu)) = bias {
+            *v += bias[i % n];
+            if relu {
+                *v = v.max(0.0);
+            }
+        }
+        if let Some(mask) = mask {
+            if mask[i].partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                *v = 0.0;
+            }
+        }
+    }
+    c
 }
