@@ -16,12 +16,14 @@
 // texels (5 fetches for 128 FMAs) and the 8 lanes' A texels reach every lane by subgroupBroadcast.
 // The epilogue adds a bias (BIAS = 1, aux = bias[n]) and applies ReLU (RELU = 1), or zeroes the
 // elements whose mask source is not positive (MASK = 1, aux = [m][n]: the input of a linear layer
-// that followed a ReLU, so backward-data also applies that ReLU's backward).
+// that followed a ReLU, so backward-data also applies that ReLU's backward). With SUM = 1 the TN
+// form also writes colsum[m] = sum_k A[k][m], the bias gradient, from the A texels it fetched.
 //
 // This file is built without wgpu's injected bounds checks, so every access is in bounds by
 // construction. The host (ops/linear.rs) guarantees: subgroups are exactly 8 wide; texture A
 // holds a_rows * a_rs4 texels and B b_rows * b_rs4 (both >= 1); c holds m * n floats; aux holds n
-// floats when BIAS = 1 and m * n when MASK = 1 (never both). Then fetch() clamps the row to
+// floats when BIAS = 1 and m * n when MASK = 1 (never both); colsum holds m floats when SUM = 1
+// (written only for r < m). Then fetch() clamps the row to
 // rows - 1 and the texel to rs4 - 1, so t < rows * rs4; stores and aux reads happen only for
 // row < m and col < n. Clamped fetches feed only outputs that are not stored, or are zeroed by
 // the reduction-range test (`live`) before they reach an accumulator.
@@ -35,12 +37,14 @@ override FORM: u32 = 0u;
 override BIAS: u32 = 0u;
 override RELU: u32 = 0u;
 override MASK: u32 = 0u;
+override SUM: u32 = 0u;   // TN only: also colsum[m] = sum_k A[k][m] (a linear layer's bias gradient)
 
 @group(0) @binding(0) var<uniform> p: LinParams;
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
 @group(0) @binding(2) var tex_a: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(3) var tex_b: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
+@group(0) @binding(5) var<storage, read_write> colsum: array<f32>;
 
 var<private> c0: vec4<f32>;
 var<private> c1: vec4<f32>;
@@ -113,11 +117,13 @@ fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
               @builtin(subgroup_invocation_id) sl: u32) {
     let col4 = wg.x * 8u + sl;
     let row0 = wg.y * 64u + (li / 8u) * 8u;
+    var asum = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < p.k4; k4++) {
         if (FORM == 2u) {
             // lane sl holds A[k = 4 k4 + sl % 4][rows row0 + 4 (sl / 4) .. + 3]
             let kr = 4u * k4 + (sl & 3u);
             let at = select(vec4<f32>(0.0), fetch_a(kr, row0 / 4u + (sl >> 2u)), kr < p.k);
+            asum += at;
             acc(subgroupBroadcast(at, 0u), subgroupBroadcast(at, 4u), b_row(k4, 0u, col4));
             acc(subgroupBroadcast(at, 1u), subgroupBroadcast(at, 5u), b_row(k4, 1u, col4));
             acc(subgroupBroadcast(at, 2u), subgroupBroadcast(at, 6u), b_row(k4, 2u, col4));
@@ -157,6 +163,17 @@ fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
             acc(vec4<f32>(a0.y, a1.y, a2.y, a3.y), vec4<f32>(a4.y, a5.y, a6.y, a7.y), b1);
             acc(vec4<f32>(a0.z, a1.z, a2.z, a3.z), vec4<f32>(a4.z, a5.z, a6.z, a7.z), b2);
             acc(vec4<f32>(a0.w, a1.w, a2.w, a3.w), vec4<f32>(a4.w, a5.w, a6.w, a7.w), b3);
+        }
+    }
+    if (SUM == 1u) {
+        // lanes 0-3 summed k = 0, 1, 2, 3 (mod 4) of rows row0 .. +3, lanes 4-7 of rows +4 .. +7
+        let lo = subgroupBroadcast(asum, 0u) + subgroupBroadcast(asum, 1u)
+            + subgroupBroadcast(asum, 2u) + subgroupBroadcast(asum, 3u);
+        let hi = subgroupBroadcast(asum, 4u) + subgroupBroadcast(asum, 5u)
+            + subgroupBroadcast(asum, 6u) + subgroupBroadcast(asum, 7u);
+        let r = row0 + sl;
+        if (wg.x == 0u && r < p.m) {
+            colsum[r] = select(lo[sl & 3u], hi[sl & 3u], sl >= 4u);
         }
     }
     let col = col4 * 4u;

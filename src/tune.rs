@@ -182,14 +182,16 @@ impl Tuner {
             cands.retain(|&v| v != ConvVariant::Direct);
         }
         for v in cands {
+            let (f, x_rows) = conv::fwd_keep_input(gpu, v, &t, &x.buf, &w.buf, &y.buf)?;
             let ops = [
-                conv::fwd(gpu, v, &t, &x.buf, &w.buf, &y.buf)?,
+                f,
                 conv::bwd(
                     gpu,
                     v,
                     &t,
                     &y.buf,
                     &x.buf,
+                    x_rows.as_ref(),
                     &w.buf,
                     &dw.buf,
                     Some((&dx.buf, false)),

@@ -231,12 +231,27 @@ fn linear_case(form: Form, (m, n, k): (usize, usize, usize), epi: u8, seed: u64)
         ),
         _ => (Epilogue::Mask(&tmask.buf), None, Some(&mask[..])),
     };
-    let d = linear::gemm(g, form, &ra, &rb, &tc.buf, e).unwrap();
+    // the Tn form also sums A's columns (the bias gradient): poisoned, then compared
+    let tsum = Tensor::from_f32(g, "colsum", &[m], &vec![0.0; m]).unwrap();
+    tsum.poison(g, POISON);
+    let colsum = (form == Form::Tn).then_some(&tsum.buf);
+    let d = linear::gemm(g, form, &ra, &rb, &tc.buf, e, colsum).unwrap();
     let op = Op {
         steps: vec![sa, sb, d.into()],
         textures: Vec::new(),
     };
     op.run(g);
+    if form == Form::Tn {
+        let want: Vec<f32> = (0..m)
+            .map(|i| (0..k).map(|l| f64::from(a[l * m + i])).sum::<f64>() as f32)
+            .collect();
+        assert_close(
+            &format!("linear_tex colsum {m}x{k}"),
+            &tsum.to_f32(g).unwrap(),
+            &want,
+            Tol::BALANCED,
+        );
+    }
     let got = tc.to_f32(g).unwrap();
     let want = reference::gemm::linear_tex(form, (m, n, k), &a, &b, want_bias, want_mask);
     assert_close(
@@ -286,7 +301,7 @@ fn linear_tex_rejects_operands_that_do_not_chain() {
     let t = Tensor::from_f32(g, "x", &[64], &[0.0; 64]).unwrap();
     let (_, a) = linear::rows_tex(g, "A", 4, 8, &t.buf).unwrap();
     let (_, b) = linear::rows_tex(g, "B", 4, 6, &t.buf).unwrap();
-    let err = linear::gemm(g, Form::Nt, &a, &b, &t.buf, Epilogue::None)
+    let err = linear::gemm(g, Form::Nt, &a, &b, &t.buf, Epilogue::None, None)
         .err()
         .expect("A 4 x 8 and B 4 x 6 have different k");
     assert!(err.to_string().contains("do not chain"), "{err}");

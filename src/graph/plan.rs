@@ -749,7 +749,7 @@ fn plan_conv(
     let gpu = b.gpu;
     let w = &net.params[p];
     let cv = b.conv_variant(cs)?;
-    let f = conv::fwd(gpu, cv, cs, b.buf(x), &w.w_eff().buf, b.buf(y))?;
+    let (f, x_rows) = conv::fwd_keep_input(gpu, cv, cs, b.buf(x), &w.w_eff().buf, b.buf(y))?;
     if !b.train {
         return Ok((f, None));
     }
@@ -759,6 +759,7 @@ fn plan_conv(
         cs,
         b.buf(gy),
         b.buf(x),
+        x_rows.as_ref(),
         &w.w_eff().buf,
         &w.grad.buf,
         gx.map(|gx| (b.buf(gx), acc_dx)),
@@ -968,7 +969,7 @@ fn plan_linear(
 
 /// [`plan_linear`] with the texture-fed kernels: the forward pass copies x and W into textures
 /// (shared with the backward pass) and adds the bias and ReLU in its store; the backward pass
-/// copies dz once for backward-weight and backward-data.
+/// copies dz once for backward-weight (which also sums the bias gradient) and backward-data.
 fn plan_linear_tex(
     b: &mut B<'_>,
     net: &Net,
@@ -987,7 +988,7 @@ fn plan_linear_tex(
         bias: &bias.w_eff().buf,
         relu: l.relu,
     };
-    let f = linear::gemm(gpu, Form::Nt, &tx, &tw, b.buf(y), epi)?;
+    let f = linear::gemm(gpu, Form::Nt, &tx, &tw, b.buf(y), epi, None)?;
     b.fwd.push(Op {
         steps: vec![sx, sw, f.into()],
         textures: vec![tx.texture.clone(), tw.texture.clone()],
@@ -1007,15 +1008,23 @@ fn plan_linear_tex(
     };
     let (sg, tg) = linear::rows_tex(gpu, "linear dz", n, l.fout, b.buf(gz))?;
     steps.push(sg);
-    steps.push(linear::gemm(gpu, Form::Tn, &tg, &tx, &w.grad.buf, Epilogue::None)?.into());
-    let db = ReduceShape::per_channel(n, l.fout, 1);
-    steps.push(reduce(gpu, ReduceOp::OuterSum, db, &b.tensors[gz], &bias.grad)?.into());
+    // dW = dzᵀ x, and the bias gradient (dz summed over the batch) in the same pass
+    let dw = linear::gemm(
+        gpu,
+        Form::Tn,
+        &tg,
+        &tx,
+        &w.grad.buf,
+        Epilogue::None,
+        Some(&bias.grad.buf),
+    )?;
+    steps.push(dw.into());
     if let Some(gx) = gx {
         let epi = match l.mask_dx {
             true => Epilogue::Mask(b.buf(x)),
             false => Epilogue::None,
         };
-        steps.push(linear::gemm(gpu, Form::Nn, &tg, &tw, b.buf(gx), epi)?.into());
+        steps.push(linear::gemm(gpu, Form::Nn, &tg, &tw, b.buf(gx), epi, None)?.into());
     }
     b.bwd.push(Op {
         steps,

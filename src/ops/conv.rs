@@ -304,6 +304,19 @@ pub fn fwd(
     w: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Op> {
+    Ok(fwd_keep_input(gpu, v, s, x, w, y)?.0)
+}
+
+/// [`fwd`], and the texture its texture-fed kernel reads x from (rows of ceil(w/4) texels), for
+/// [`bwd`] to reuse; `None` where the forward pass reads the buffer.
+pub fn fwd_keep_input(
+    gpu: &Gpu,
+    v: ConvVariant,
+    s: &ConvShape,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<(Op, Option<wgpu::TextureView>)> {
     check(
         gpu,
         s,
@@ -328,17 +341,21 @@ pub fn fwd(
             stride: s.stride,
             flip: false,
         };
-        return conv_tex(gpu, co, &t, x, None, w, y, false);
+        let op = conv_tex(gpu, co, &t, x, None, w, y, false)?;
+        // conv_tex's first texture is the input it packed or copied
+        let xv = array_view(&op.textures[0]);
+        return Ok((op, Some(xv)));
     }
     let entries = ("conv2d_fwd", "conv2d_fwd_sg");
-    launch(
+    let op = launch(
         gpu,
         v,
         &s.params(false),
         entries,
         (s.cout, s.y_len() / s.cout),
         [y, x, w],
-    )
+    )?;
+    Ok((op, None))
 }
 
 /// dx (+)= conv_transpose(dy, w).
@@ -575,7 +592,8 @@ fn pack_dy(
 
 /// The whole backward pass of a conv: dw = correlation of dy with x (overwritten), and with `dx`
 /// (buffer, accumulate) also dx (+)= conv_transpose(dy, w). Where both run from textures, dy is
-/// packed once for the two.
+/// packed once for the two. `x_rows` is the forward pass's input texture ([`fwd_keep_input`]),
+/// which backward-weight reads where it takes x by rows.
 #[allow(clippy::too_many_arguments)]
 pub fn bwd(
     gpu: &Gpu,
@@ -583,16 +601,30 @@ pub fn bwd(
     s: &ConvShape,
     dy: &wgpu::Buffer,
     x: &wgpu::Buffer,
+    x_rows: Option<&wgpu::TextureView>,
     w: &wgpu::Buffer,
     dw: &wgpu::Buffer,
     dx: Option<(&wgpu::Buffer, bool)>,
 ) -> Result<Op> {
-    let shared = matches!(v, ConvVariant::Tex { .. })
-        && tex_dw_covers(gpu, s)
-        && dx.is_some()
-        && matches!(v.effective(gpu, s, true), ConvVariant::Tex { .. });
+    let tex = matches!(v, ConvVariant::Tex { .. }) && tex_dw_covers(gpu, s);
+    let shared =
+        tex && dx.is_some() && matches!(v.effective(gpu, s, true), ConvVariant::Tex { .. });
     let Some((dxb, acc)) = dx.filter(|_| shared) else {
-        let mut op = bwd_weight(gpu, v, s, dy, x, dw, false)?;
+        let mut op = match tex {
+            true => {
+                check(
+                    gpu,
+                    s,
+                    [
+                        ("dy", dy, s.y_len()),
+                        ("x", x, s.x_len()),
+                        ("dw", dw, s.w_len()),
+                    ],
+                )?;
+                bwd_weight_tex(gpu, s, dy, None, x, x_rows, dw, false)?
+            }
+            false => bwd_weight(gpu, v, s, dy, x, dw, false)?,
+        };
         if let Some((dxb, acc)) = dx {
             let d = bwd_data(gpu, v, s, dy, w, dxb, acc)?;
             op.append(d);
@@ -626,19 +658,30 @@ pub fn bwd(
         steps: vec![pack],
         textures: vec![dyt],
     };
-    op.append(bwd_weight_tex(gpu, s, dy, Some(&dyv), x, dw, false)?);
+    op.append(bwd_weight_tex(
+        gpu,
+        s,
+        dy,
+        Some(&dyv),
+        x,
+        x_rows,
+        dw,
+        false,
+    )?);
     op.append(bwd_data_tex(gpu, co, s, dy, Some(&dyv), w, dxb, acc)?);
     Ok(op)
 }
 
 /// Backward-weight from textures (any stride): dy packed by rows, x packed by 4-channel groups,
 /// `conv_dw_tex` over slices of the output positions, and reduce_outer_sum over the slices.
+#[allow(clippy::too_many_arguments)]
 fn bwd_weight_tex(
     gpu: &Gpu,
     s: &ConvShape,
     dy: &wgpu::Buffer,
     packed_dy: Option<&wgpu::TextureView>,
     x: &wgpu::Buffer,
+    x_rows: Option<&wgpu::TextureView>,
     dw: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Op> {
@@ -689,9 +732,13 @@ fn bwd_weight_tex(
             &own
         }
     };
-    let (pack_x, xt, xv) = if rows {
+    let (pack_x, xt, xv) = if let (true, Some(v)) = (rows, x_rows) {
+        // the forward pass's input texture (same row layout)
+        (None, None, v.clone())
+    } else if rows {
         let texels = act_texels(s.n, s.cin, s.h, s.w);
-        pack_rows(gpu, "conv x row texture", &p, s.w, texels, x)?
+        let (d, t, v) = pack_rows(gpu, "conv x row texture", &p, s.w, texels, x)?;
+        (Some(d), Some(t), v)
     } else if s.w.is_multiple_of(4) {
         // copy x's rows into a texture, then transpose 4 x 4 blocks into channel groups
         let (copy, rt, rv) = act_texture_copy(gpu, "conv x row texture", x, s.x_len() / 4);
@@ -711,16 +758,11 @@ fn bwd_weight_tex(
             &[Res::View(&v), Res::View(&rv)],
             grid_for(gpu, texels / 4, 64),
         )?;
-        (Step::from(d), t, v)
+        (Some(Step::from(d)), Some(t), v)
     } else {
-        pack_kernel(
-            gpu,
-            "pack_act_c4",
-            "conv x channel texture",
-            &p,
-            s.n * s.h * s.w * c4,
-            x,
-        )?
+        let texels = s.n * s.h * s.w * c4;
+        let (d, t, v) = pack_kernel(gpu, "pack_act_c4", "conv x channel texture", &p, texels, x)?;
+        (Some(d), Some(t), v)
     };
     let spec = KernelSpec::new(
         ShaderId::ConvTex,
@@ -741,8 +783,8 @@ fn bwd_weight_tex(
         true => spec.with("PAD", s.pad as f64),
         false => spec,
     };
-    steps.push(pack_x);
-    textures.push(xt);
+    steps.extend(pack_x);
+    textures.extend(xt);
     if slices == 1 {
         steps.push(
             Dispatch::with_resources(
@@ -1034,7 +1076,7 @@ pub fn bwd_weight(
         ],
     )?;
     if matches!(v, ConvVariant::Tex { .. }) && tex_dw_covers(gpu, s) {
-        return bwd_weight_tex(gpu, s, dy, None, x, dw, accumulate);
+        return bwd_weight_tex(gpu, s, dy, None, x, None, dw, accumulate);
     }
     let v = match v {
         ConvVariant::Tex { .. } => ConvVariant::Subgroup,

@@ -1,5 +1,6 @@
 //! Texture-fed linear layers (shaders/linear_tex.wgsl): the forward GEMM with its bias and ReLU,
-//! backward-data with the previous layer's ReLU mask, and backward-weight, all reading operands
+//! backward-data with the previous layer's ReLU mask, and backward-weight with the bias gradient,
+//! all reading operands
 //! from row textures that copies fill (ops/conv.rs's layout), so a linear layer packs nothing
 //! where its widths are multiples of 4 and shares the textures of x and W between its forward and
 //! backward passes.
@@ -123,7 +124,8 @@ pub fn rows_tex(
     ))
 }
 
-/// One `linear_tex` dispatch: C ([m][n] in `c`) = the `form` product of `a` and `b`, then `epi`.
+/// One `linear_tex` dispatch: C ([m][n] in `c`) = the `form` product of `a` and `b`, then `epi`;
+/// with `colsum` (form `Tn` only) also colsum[m] = Σ_k A[k][m] (the bias gradient).
 pub fn gemm(
     gpu: &Gpu,
     form: Form,
@@ -131,6 +133,7 @@ pub fn gemm(
     b: &RowsTex,
     c: &wgpu::Buffer,
     epi: Epilogue<'_>,
+    colsum: Option<&wgpu::Buffer>,
 ) -> Result<Dispatch> {
     let (m, n, k, ok) = match form {
         Form::Nt => (a.rows, b.rows, a.cols, a.cols == b.cols),
@@ -155,18 +158,31 @@ pub fn gemm(
             msg: "the texture-fed linear kernels need subgroups of exactly 8 invocations".into(),
         });
     }
+    if colsum.is_some() && form != Form::Tn {
+        return Err(Error::Shape {
+            op: "linear",
+            msg: format!("{}: only the Tn form sums columns", shape()),
+        });
+    }
     let mut need = vec![("C", c, m * n)];
-    let dummy;
+    // bound where the kernel takes no aux or no colsum (it never touches them)
+    let unused = |label| {
+        gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let (dummy, dummy_sum) = (
+        unused("linear_tex unused aux"),
+        unused("linear_tex unused colsum"),
+    );
+    if let Some(cs) = colsum {
+        need.push(("colsum", cs, m));
+    }
     let (aux, bias, relu, mask) = match epi {
-        Epilogue::None => {
-            dummy = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("linear_tex unused aux"),
-                size: 16,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            });
-            (&dummy, 0.0, 0.0, 0.0)
-        }
+        Epilogue::None => (&dummy, 0.0, 0.0, 0.0),
         Epilogue::Bias { bias, relu } => {
             need.push(("bias", bias, n));
             (bias, 1.0, f64::from(u8::from(relu)), 0.0)
@@ -217,12 +233,14 @@ pub fn gemm(
             Binding::TexRead,
             Binding::TexRead,
             Binding::Read,
+            Binding::ReadWrite,
         ],
     )
     .with("FORM", form.id())
     .with("BIAS", bias)
     .with("RELU", relu)
-    .with("MASK", mask);
+    .with("MASK", mask)
+    .with("SUM", f64::from(u8::from(colsum.is_some())));
     Dispatch::with_resources(
         gpu,
         &spec,
@@ -232,6 +250,7 @@ pub fn gemm(
             Res::View(&a.view),
             Res::View(&b.view),
             Res::from(aux),
+            Res::from(colsum.unwrap_or(&dummy_sum)),
         ],
         groups,
     )
