@@ -1,7 +1,9 @@
-// Quantizers. INQ's power-of-two set (Zhou et al. 2017, shared/METHODS.md §A1), per layer, for b
-// bits: P = {±2^n1, ..., ±2^n2, 0}, n1 = floor(log2(4s/3)) with s = max|W|, n2 = n1 + 1 - 2^(b-2).
+// Quantizers. INQ's power-of-two set (Zhou et al. 2017, shared/METHODS.md §A1), per layer (or per
+// output channel: p.rows sets, each for its own n / rows consecutive weights), for b bits:
+// P = {±2^n1, ..., ±2^n2, 0}, n1 = floor(log2(4s/3)) with s = max|W|, n2 = n1 + 1 - 2^(b-2).
 //
-//  - pow2_exponents: one invocation reads s (from reduce_max_abs) and writes (n1, n2) as i32.
+//  - pow2_exponents: one invocation per row reads s (from reduce_max_abs) and writes (n1, n2) as
+//    i32 at exps[2 row], exps[2 row + 1].
 //    n1 is computed exactly from the float's bits: with s = f * 2^e, f in [0.5, 1),
 //    floor(log2(4s/3)) = e - 1 + [f >= 0.75]. s = 0 or non-finite gives n1 = n2 = -127 (all 0).
 //  - pow2_quantize: out[i] = Q(w[i]) where mask[i] == 0 (frozen), else w[i]. Q rounds to the
@@ -10,9 +12,9 @@
 //    clamped to [n2, n1]; NaN stays NaN and ±inf becomes ±2^n1.
 
 struct QuantParams {
-    n: u32,
+    n: u32,      // weights
     bits: u32,
-    _pad0: u32,
+    rows: u32,   // rows sharing one set (output channels, or 1 for the whole layer); n % rows == 0
     _pad1: u32,
 }
 
@@ -31,9 +33,11 @@ fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) < 0x7f800000u;
 }
 
-@compute @workgroup_size(1)
-fn pow2_exponents() {
-    let s = smax[0];
+@compute @workgroup_size(64)
+fn pow2_exponents(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x;
+    if (r >= p.rows) { return; }
+    let s = smax[r];
     var n1 = -127;
     if (s > 0.0 && is_finite(s)) {
         let fe = frexp(s);
@@ -41,8 +45,8 @@ fn pow2_exponents() {
     }
     var n2 = n1 + 1 - (1 << (p.bits - 2u));
     if (n1 == -127) { n2 = -127; }
-    exps[0] = n1;
-    exps[1] = n2;
+    exps[2u * r] = n1;
+    exps[2u * r + 1u] = n2;
 }
 
 // pow2_quantize
@@ -73,7 +77,8 @@ fn pow2_quantize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (i >= p.n) { return; }
     let w = qw[i];
     if (qmask[i] == 0.0) {
-        qout[i] = pow2_round(w, qexps[0], qexps[1]);
+        let r = i / (p.n / p.rows);
+        qout[i] = pow2_round(w, qexps[2u * r], qexps[2u * r + 1u]);
     } else {
         qout[i] = w;
     }
@@ -90,7 +95,8 @@ fn pow2_quantize_inplace(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.n) { return; }
     if (imask[i] == 0.0) {
-        iw[i] = pow2_round(iw[i], iexps[0], iexps[1]);
+        let r = i / (p.n / p.rows);
+        iw[i] = pow2_round(iw[i], iexps[2u * r], iexps[2u * r + 1u]);
     }
 }
 

@@ -178,7 +178,8 @@ struct TrainArgs {
     /// BinaryRelax: hard quantization (phase II) from this epoch on (0-based).
     #[arg(long)]
     hard_from_epoch: Option<usize>,
-    /// BinaryRelax, STE: one scale per output channel.
+    /// BinaryRelax, STE: one scale per output channel; INQ: one power-of-two set (n1 from the
+    /// row's max|W|) per output channel.
     #[arg(long)]
     per_channel: bool,
     /// INQ: batches over which the BN running statistics are re-estimated after the last
@@ -257,6 +258,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         cfg.relax.hard_from_epoch = e;
     }
     if a.per_channel {
+        cfg.inq.per_channel = true;
         cfg.relax.per_channel = true;
     }
     if a.data_dir.is_some() {
@@ -535,8 +537,12 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Export { checkpoint, out } => {
             let s = incq::io::export::export(&checkpoint, &out)?;
             for l in &s.layers {
-                let set = if l.scale.is_empty() {
-                    format!("n1 {:?} n2 {:?}", l.n1, l.n2)
+                let set = if l.scale.is_empty() && l.rows == 1 {
+                    format!("n1 {} n2 {}", l.n1[0], l.n2[0])
+                } else if l.scale.is_empty() {
+                    let (lo, hi) = (l.n2.iter().min(), l.n1.iter().max());
+                    let (lo, hi) = (lo.copied().unwrap_or(0), hi.copied().unwrap_or(0));
+                    format!("{} per-channel sets, exponents {lo}..{hi}", l.rows)
                 } else if l.rows == 1 {
                     format!("scale {:e}", l.scale[0])
                 } else {

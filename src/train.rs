@@ -651,8 +651,17 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         }
         let layers = q.report(gpu, &net)?;
         for l in &layers {
-            meta.insert(format!("inq.{}.n1", l.name), l.n1.to_string());
-            meta.insert(format!("inq.{}.n2", l.name), l.n2.to_string());
+            // one value per row: the layer's set, or each output channel's
+            let list = |whole: i32, rows: &[i32]| match rows.is_empty() {
+                true => whole.to_string(),
+                false => rows
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            meta.insert(format!("inq.{}.n1", l.name), list(l.n1, &l.n1_rows));
+            meta.insert(format!("inq.{}.n2", l.name), list(l.n2, &l.n2_rows));
             if l.frozen != l.weights || l.frozen_not_in_set != 0 {
                 return Err(Error::Shape {
                     op: "inq",

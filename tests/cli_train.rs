@@ -452,6 +452,84 @@ fn export_and_eval(ckpt: &Path, ex: &Path, ds: &str) -> (String, String) {
     (ev(ckpt), ev(&ex.join("model.safetensors")))
 }
 
+/// INQ with one set per output channel: the summary lists every row's exponents, and the export
+/// (n1, n2 per row) rebuilds every weight bit for bit and evaluates exactly as the checkpoint.
+#[test]
+fn per_channel_inq_exports_one_exponent_range_per_row() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp("inq-rows");
+    mnist_like(&d, 200, 50);
+    let ds = d.to_str().unwrap().to_string();
+    let (fl, q, ex) = (d.join("float"), d.join("inq"), d.join("export"));
+    let r = incq(&train_args(&ds, fl.to_str().unwrap()));
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let float_ckpt = fl.join("model.safetensors");
+    let mut a = train_args(&ds, q.to_str().unwrap());
+    a.extend([
+        "--method",
+        "inq",
+        "--per-channel",
+        "--init",
+        float_ckpt.to_str().unwrap(),
+        "--bits",
+        "2",
+        "--portions",
+        "0.5,1",
+        "--epochs-per-phase",
+        "1",
+    ]);
+    let r = incq(&a);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(q.join("summary.json")).unwrap()).unwrap();
+    let layers = s["inq"]["layers"].as_array().unwrap();
+    let rows = [6, 16, 120, 84, 10];
+    for (l, &r) in layers.iter().zip(&rows) {
+        assert_eq!(l["frozen_not_in_set"], 0, "{l}");
+        let (n1, n2) = (
+            l["n1_rows"].as_array().unwrap(),
+            l["n2_rows"].as_array().unwrap(),
+        );
+        assert_eq!((n1.len(), n2.len()), (r, r), "{l}");
+        for (a, b) in n1.iter().zip(n2) {
+            assert_eq!(
+                a.as_i64().unwrap(),
+                b.as_i64().unwrap(),
+                "2 bits: n2 = n1: {l}"
+            );
+        }
+    }
+    let ckpt = q.join("model.safetensors");
+    let (a, b) = export_and_eval(&ckpt, &ex, &ds);
+    assert_eq!(a, b);
+    let cb = std::fs::read(&ckpt).unwrap();
+    let eb = std::fs::read(ex.join("model.safetensors")).unwrap();
+    let (c, e) = (
+        safetensors::SafeTensors::deserialize(&cb).unwrap(),
+        safetensors::SafeTensors::deserialize(&eb).unwrap(),
+    );
+    for (l, &r) in layers.iter().zip(&rows) {
+        let name = l["name"].as_str().unwrap();
+        let w: Vec<f32> = bytemuck::pod_collect_to_vec(c.tensor(name).unwrap().data());
+        let codes = e.tensor(&format!("{name}.codes")).unwrap();
+        let n2: Vec<i32> =
+            bytemuck::pod_collect_to_vec(e.tensor(&format!("{name}.n2")).unwrap().data());
+        assert_eq!(n2.len(), r, "{name}.n2 has one value per row");
+        let row = w.len() / r;
+        for (i, (x, &b)) in w.iter().zip(codes.data()).enumerate() {
+            let c = b as i8;
+            let v = if c == 0 {
+                0.0
+            } else {
+                f32::from(c.signum()) * 2f32.powi(n2[i / row] + i32::from(c.unsigned_abs()) - 1)
+            };
+            assert_eq!(v.to_bits(), x.to_bits(), "{name}[{i}]: code {c}");
+        }
+    }
+}
+
 #[test]
 fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
     if common::gpu().is_none() {

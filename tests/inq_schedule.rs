@@ -12,7 +12,7 @@ use incq::graph::plan::{Net, OptimConfig, Plan};
 use incq::reference::quant as twin;
 use incq::schedule::inq::{in_pow2_set, target_count, Inq, InqConfig};
 
-fn run(partition: &str, float_first_last: bool, bits: u32) {
+fn run(partition: &str, float_first_last: bool, bits: u32, per_channel: bool) {
     let Some(g) = gpu() else { return };
     let net = Net::new(g, &lenet_bn(), 9).unwrap();
     let opt = OptimConfig {
@@ -30,6 +30,7 @@ fn run(partition: &str, float_first_last: bool, bits: u32) {
         epochs_per_phase: 1,
         partition: partition.into(),
         float_first_last,
+        per_channel,
     };
     let mut inq = Inq::new(g, &net, &cfg, 5).unwrap();
     let names = inq.layer_names(&net);
@@ -80,7 +81,16 @@ fn run(partition: &str, float_first_last: bool, bits: u32) {
                     p.name
                 );
                 if mask[i] == 0.0 {
-                    assert!(in_pow2_set(w[i], report[j].n1, report[j].n2));
+                    // the set of the weight's row (output channel) or of the whole layer
+                    let r = &report[j];
+                    let (n1, n2) = match per_channel {
+                        true => {
+                            let row = i / (p.len() / r.n1_rows.len());
+                            (r.n1_rows[row], r.n2_rows[row])
+                        }
+                        false => (r.n1, r.n2),
+                    };
+                    assert!(in_pow2_set(w[i], n1, n2), "{}[{i}] = {}", p.name, w[i]);
                 } else {
                     assert_eq!(w[i].to_bits(), before[j][i].to_bits(), "float weight moved");
                 }
@@ -145,23 +155,27 @@ fn run(partition: &str, float_first_last: bool, bits: u32) {
         let w = p.w.to_f32(g).unwrap();
         let mask = p.mask.to_f32(g).unwrap();
         if qidx.contains(&pi) {
-            let s = w.iter().fold(0.0f32, |a, x| a.max(x.abs()));
-            let (n1, n2) = twin::pow2_exponents(s, bits);
-            let levels = twin::pow2_levels(n1, n2);
-            for x in &w {
+            let rows = if per_channel { p.shape[0] } else { 1 };
+            for row in w.chunks(w.len() / rows) {
+                let s = row.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+                let (n1, n2) = twin::pow2_exponents(s, bits);
+                let levels = twin::pow2_levels(n1, n2);
+                for x in row {
+                    assert!(
+                        levels.contains(&f64::from(x.abs())),
+                        "{}: {x} not in P",
+                        p.name
+                    );
+                }
+                let distinct: std::collections::BTreeSet<u32> =
+                    row.iter().map(|x| x.to_bits()).collect();
                 assert!(
-                    levels.contains(&f64::from(x.abs())),
-                    "{}: {x} not in P",
-                    p.name
+                    distinct.len() <= (1 << (bits - 1)) + 1,
+                    "{}: {} values",
+                    p.name,
+                    distinct.len()
                 );
             }
-            let distinct: std::collections::BTreeSet<u32> = w.iter().map(|x| x.to_bits()).collect();
-            assert!(
-                distinct.len() <= (1 << (bits - 1)) + 1,
-                "{}: {} values",
-                p.name,
-                distinct.len()
-            );
             assert!(mask.iter().all(|&m| m == 0.0));
         } else {
             assert!(
@@ -175,17 +189,22 @@ fn run(partition: &str, float_first_last: bool, bits: u32) {
 
 #[test]
 fn inq_pruning_schedule_on_lenet() {
-    run("pruning", false, 5);
+    run("pruning", false, 5, false);
 }
 
 #[test]
 fn inq_random_schedule_keeping_first_and_last_float() {
-    run("random", true, 3);
+    run("random", true, 3, false);
 }
 
 #[test]
 fn inq_ternary_schedule() {
-    run("pruning", false, 2);
+    run("pruning", false, 2, false);
+}
+
+#[test]
+fn inq_per_channel_schedule() {
+    run("pruning", false, 3, true);
 }
 
 #[test]

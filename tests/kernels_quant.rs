@@ -1,6 +1,7 @@
 //! INQ's power-of-two quantizer (pow2_exponents, pow2_quantize) against its CPU twin, compared
 //! exactly (bits of every output, exponents as integers), for every bit width from 2 to 8:
 //! random weights through the real pipeline (reduce_max_abs -> pow2_exponents -> pow2_quantize),
+//! per layer and per row (output channel),
 //! and edge cases: 0, ±max, the ties 1.5 * 2^k, the zero boundary 2^(n2-1) and the float below
 //! it, NaN and ±inf. Outputs are poisoned first; unfrozen weights must come back bit for bit.
 //!
@@ -126,6 +127,70 @@ fn pow2_quantize_matches_twin_exactly_through_the_gpu_pipeline() {
             distinct.len() <= (1 << (bits - 1)) + 1,
             "{bits} bits: {} distinct values",
             distinct.len()
+        );
+    }
+}
+
+/// Per output channel: one max|W| and one (n1, n2) per row, through the same pipeline, and the
+/// in-place form INQ runs; rows with very different ranges (one all zero, one with an outlier).
+#[test]
+fn pow2_quantize_per_row_matches_twin_exactly() {
+    let Some(g) = gpu() else { return };
+    for bits in [2u32, 3, 5, 8] {
+        let mut rng = Rng::new(40 + u64::from(bits));
+        let (rows, len) = (67, 25);
+        let n = rows * len;
+        let mut w: Vec<f32> = (0..n)
+            .map(|i| rng.normal() * 0.05 * (1 + i / len % 7) as f32)
+            .collect();
+        w[3 * len..4 * len].iter_mut().for_each(|x| *x = 0.0);
+        w[5 * len + 2] = 40.0;
+        w[9 * len + 7] = f32::INFINITY;
+        let mask: Vec<f32> = (0..n).map(|i| if i % 4 == 1 { 1.0 } else { 0.0 }).collect();
+        let (tw, tm) = (
+            Tensor::from_f32(g, "w", &[rows, len], &w).unwrap(),
+            Tensor::from_f32(g, "m", &[n], &mask).unwrap(),
+        );
+        let smax = Tensor::empty(g, "smax", &[rows], DType::F32).unwrap();
+        let exps = Tensor::empty(g, "exps", &[2 * rows], DType::U32).unwrap();
+        let out = Tensor::empty(g, "out", &[n], DType::F32).unwrap();
+        exps.poison(g, POISON);
+        out.poison(g, POISON);
+        let rs = ReduceShape {
+            outer: 1,
+            rows,
+            inner: len,
+        };
+        let ops = [
+            reduce(g, ReduceOp::MaxAbs, rs, &tw, &smax).unwrap(),
+            pow2_exponents(g, bits, &smax, &exps).unwrap(),
+            pow2_quantize(g, bits, &tw, &tm, &exps, &out).unwrap(),
+            pow2_quantize_inplace(g, bits, &tw, &tm, &exps).unwrap(),
+        ];
+        g.run_pass("inq quantize rows", |p| {
+            ops.iter().for_each(|d| d.encode(p))
+        });
+        let want_exps: Vec<(i32, i32)> = w
+            .chunks(len)
+            .map(|r| twin::pow2_exponents(r.iter().fold(0.0f32, |a, x| a.max(x.abs())), bits))
+            .collect();
+        let got_exps: Vec<(i32, i32)> = exps
+            .to_u32(g)
+            .unwrap()
+            .chunks(2)
+            .map(|e| (e[0] as i32, e[1] as i32))
+            .collect();
+        assert_eq!(got_exps, want_exps, "{bits} bits: per-row exponents");
+        let want = twin::pow2_quantize_rows(&w, &mask, &want_exps);
+        common::assert_exact_f32(
+            &format!("pow2_quantize per row, {bits} bits"),
+            &out.to_f32(g).unwrap(),
+            &want,
+        );
+        common::assert_exact_f32(
+            &format!("pow2_quantize_inplace per row, {bits} bits"),
+            &tw.to_f32(g).unwrap(),
+            &want,
         );
     }
 }

@@ -158,16 +158,30 @@ pub fn export(ckpt: &Path, out: &Path) -> Result<ExportSummary> {
             f32s(&st, &format!("eff.{name}"), ckpt)?
         };
         let (rows, stats) = if method == "inq" {
-            let get = |k: &str| -> Result<i32> {
+            // one value per row (a per-layer set, or per output channel), comma separated
+            let get = |k: &str| -> Result<Vec<i32>> {
                 meta.get(&format!("inq.{name}.{k}"))
-                    .and_then(|x| x.parse().ok())
+                    .and_then(|x| x.split(',').map(|v| v.parse().ok()).collect())
                     .ok_or_else(|| bad(ckpt, format!("has no 'inq.{name}.{k}' metadata")))
             };
             let (n1, n2) = (get("n1")?, get("n2")?);
-            (
-                1,
-                vec![(f32::from_bits(n1 as u32), f32::from_bits(n2 as u32))],
-            )
+            if n1.len() != n2.len() || n1.is_empty() || !w.len().is_multiple_of(n1.len()) {
+                return Err(bad(
+                    ckpt,
+                    format!(
+                        "'inq.{name}' has {} n1 and {} n2 values for {} weights",
+                        n1.len(),
+                        n2.len(),
+                        w.len()
+                    ),
+                ));
+            }
+            let stats: Vec<(f32, f32)> = n1
+                .iter()
+                .zip(&n2)
+                .map(|(&a, &b)| (f32::from_bits(a as u32), f32::from_bits(b as u32)))
+                .collect();
+            (n1.len(), stats)
         } else {
             let (s, v) = f32s(&st, &format!("relax.{name}.stats"), ckpt)?;
             let rows = s.first().copied().unwrap_or(0);

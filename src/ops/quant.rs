@@ -1,4 +1,5 @@
-//! Quantizers (shaders/quant.wgsl): INQ's power-of-two set per layer — its exponents (n1, n2)
+//! Quantizers (shaders/quant.wgsl): INQ's power-of-two set per layer or per output channel — its
+//! exponents (n1, n2)
 //! from max|W| computed on the GPU, nearest-value rounding of the frozen weights — and INQ's
 //! partition: an exact top-k radix select over the still-float weights, on the GPU.
 
@@ -14,7 +15,7 @@ crate::gpu_params!(
     pub struct QuantParams {
         pub n: u32,
         pub bits: u32,
-        pub _pad0: u32,
+        pub rows: u32,
         pub _pad1: u32,
     }
 );
@@ -30,23 +31,38 @@ fn check_bits(bits: u32) -> Result<()> {
     }
 }
 
-/// exps (2 x i32) <- (n1, n2) of the b-bit power-of-two set for s = smax[0] (= max|W|).
+/// exps (2 x i32 per row) <- (n1, n2) of the b-bit power-of-two set for s = smax[row] (= max|W|
+/// of that row: one row for a per-layer set, one per output channel otherwise).
 pub fn pow2_exponents(gpu: &Gpu, bits: u32, smax: &Tensor, exps: &Tensor) -> Result<Dispatch> {
     check_bits(bits)?;
+    let rows = smax.len();
+    if rows == 0 || exps.len() != 2 * rows {
+        return Err(Error::Shape {
+            op: "pow2_exponents",
+            msg: format!(
+                "{rows} maxima need {} exponents, got {}",
+                2 * rows,
+                exps.len()
+            ),
+        });
+    }
     let spec = KernelSpec::new(
         ShaderId::Quant,
         "pow2_exponents",
         &[Binding::Uniform, Binding::ReadWrite, Binding::Read],
     );
     let p = QuantParams {
-        n: 1,
+        n: rows as u32,
         bits,
+        rows: rows as u32,
         ..Default::default()
     };
-    Dispatch::new(gpu, &spec, &p, &[&exps.buf, &smax.buf], [1, 1, 1])
+    let groups = [(rows as u32).div_ceil(64), 1, 1];
+    Dispatch::new(gpu, &spec, &p, &[&exps.buf, &smax.buf], groups)
 }
 
-/// out = Q(w) where mask == 0 (frozen), w elsewhere, with (n1, n2) from `exps`.
+/// out = Q(w) where mask == 0 (frozen), w elsewhere, with (n1, n2) from `exps` (one pair per row
+/// of w: `exps.len() / 2` rows of equal length).
 pub fn pow2_quantize(
     gpu: &Gpu,
     bits: u32,
@@ -69,7 +85,7 @@ pub fn pow2_quantize(
         gpu,
         "pow2_quantize",
         bits,
-        w.len(),
+        (w.len(), exps.len() / 2),
         &[&out.buf, &w.buf, &mask.buf, &exps.buf],
     )
 }
@@ -80,9 +96,15 @@ fn quantize_dispatch(
     gpu: &Gpu,
     entry: &'static str,
     bits: u32,
-    n: usize,
+    (n, rows): (usize, usize),
     bufs: &[&wgpu::Buffer],
 ) -> Result<Dispatch> {
+    if rows == 0 || !n.is_multiple_of(rows) {
+        return Err(Error::Shape {
+            op: "pow2_quantize",
+            msg: format!("{n} weights do not split into {rows} rows of exponents"),
+        });
+    }
     const B4: &[Binding] = &[
         Binding::Uniform,
         Binding::ReadWrite,
@@ -101,6 +123,7 @@ fn quantize_dispatch(
     let p = QuantParams {
         n: n as u32,
         bits,
+        rows: rows as u32,
         ..Default::default()
     };
     Dispatch::new(gpu, &spec, &p, bufs, grid_for(gpu, n, 256))
@@ -125,7 +148,7 @@ pub fn pow2_quantize_inplace(
         gpu,
         "pow2_quantize_inplace",
         bits,
-        w.len(),
+        (w.len(), exps.len() / 2),
         &[&w.buf, &mask.buf, &exps.buf],
     )
 }

@@ -49,6 +49,16 @@ pub fn pow2_quantize(w: &[f32], mask: &[f32], n1: i32, n2: i32) -> Vec<f32> {
         .collect()
 }
 
+/// pow2_quantize with one set per row (`exps[r]` for row r of `w.len() / exps.len()` weights).
+pub fn pow2_quantize_rows(w: &[f32], mask: &[f32], exps: &[(i32, i32)]) -> Vec<f32> {
+    let row = w.len() / exps.len();
+    w.chunks(row)
+        .zip(mask.chunks(row))
+        .zip(exps)
+        .flat_map(|((w, m), &(n1, n2))| pow2_quantize(w, m, n1, n2))
+        .collect()
+}
+
 /// A CPU model of the GPU's 32-bit hash (lowbias32).
 fn hash_u32(x: u32) -> u32 {
     let mut h = x;

@@ -1,6 +1,7 @@
 //! INQ (Zhou et al. 2017, shared/METHODS.md §A1) as a schedule the executor runs: per quantized
 //! layer, a persistent mask, the exact GPU partition of the still-float weights, and the
-//! quantization of every frozen weight onto that layer's power-of-two set, with n1 recomputed from
+//! quantization of every frozen weight onto that layer's power-of-two set (or, with `per_channel`,
+//! its output channel's), with n1 recomputed from
 //! max|W| at every phase. A phase step is recorded into one pass and submitted once; weights never
 //! come back to the host. Retraining between phases is ordinary training with the mask (frozen
 //! weights and their momentum are left untouched by the optimizer).
@@ -29,6 +30,8 @@ pub struct InqConfig {
     pub partition: String,
     /// Keep the first and the last weight layer in float.
     pub float_first_last: bool,
+    /// One set per output channel (n1 from each row's max|W|) instead of one per layer.
+    pub per_channel: bool,
 }
 
 impl Default for InqConfig {
@@ -39,6 +42,7 @@ impl Default for InqConfig {
             epochs_per_phase: 2,
             partition: "pruning".into(),
             float_first_last: false,
+            per_channel: false,
         }
     }
 }
@@ -108,6 +112,8 @@ pub fn target_count(n: usize, p: f64) -> usize {
 struct Layer {
     param: usize,
     n: usize,
+    /// Rows with their own set (1, or the output channels).
+    rows: usize,
     frozen: usize,
     scratch: SelectScratch,
     exps: Tensor,
@@ -119,8 +125,14 @@ struct Layer {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerReport {
     pub name: String,
+    /// The largest n1 and the smallest n2 over the layer's rows (its set, for a per-layer set).
     pub n1: i32,
     pub n2: i32,
+    /// Per output channel (`per_channel`): every row's n1 and n2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub n1_rows: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub n2_rows: Vec<i32>,
     pub quantized_share: f64,
     pub frozen: usize,
     pub weights: usize,
@@ -147,17 +159,20 @@ impl Inq {
         for pi in weights {
             let p = &net.params[pi];
             let n = p.len();
+            let rows = match cfg.per_channel {
+                true => p.shape.first().copied().unwrap_or(1).max(1),
+                false => 1,
+            };
             let scratch = SelectScratch::new(gpu)?;
-            let smax = Tensor::empty(gpu, "inq max|w|", &[1], DType::F32)?;
-            let exps = Tensor::from_u32(gpu, "inq exponents", &[2], &[0; 2])?;
+            let smax = Tensor::empty(gpu, "inq max|w|", &[rows], DType::F32)?;
+            let exps = Tensor::from_u32(gpu, "inq exponents", &[2 * rows], &vec![0; 2 * rows])?;
             let mut steps = quant::partition(gpu, part, &p.w, &p.mask, &p.momentum, &scratch)?;
-            steps.push(reduce(
-                gpu,
-                ReduceOp::MaxAbs,
-                ReduceShape::whole(n),
-                &p.w,
-                &smax,
-            )?);
+            let rs = ReduceShape {
+                outer: 1,
+                rows,
+                inner: n / rows,
+            };
+            steps.push(reduce(gpu, ReduceOp::MaxAbs, rs, &p.w, &smax)?);
             steps.push(quant::pow2_exponents(gpu, cfg.bits, &smax, &exps)?);
             steps.push(quant::pow2_quantize_inplace(
                 gpu, cfg.bits, &p.w, &p.mask, &exps,
@@ -166,6 +181,7 @@ impl Inq {
             layers.push(Layer {
                 param: pi,
                 n,
+                rows,
                 frozen,
                 scratch,
                 exps,
@@ -218,20 +234,29 @@ impl Inq {
         for l in &self.layers {
             let p = &net.params[l.param];
             let e = l.exps.to_u32(gpu)?;
-            let (n1, n2) = (e[0] as i32, e[1] as i32);
+            let n1_rows: Vec<i32> = e.iter().step_by(2).map(|&v| v as i32).collect();
+            let n2_rows: Vec<i32> = e.iter().skip(1).step_by(2).map(|&v| v as i32).collect();
             let w = p.w.to_f32(gpu)?;
             let mask = p.mask.to_f32(gpu)?;
             let frozen = mask.iter().filter(|&&m| m == 0.0).count();
             let distinct: std::collections::BTreeSet<u32> = w.iter().map(|x| x.to_bits()).collect();
+            let row_len = l.n / l.rows;
             let not_in_set = w
                 .iter()
                 .zip(&mask)
-                .filter(|(&x, &m)| m == 0.0 && !in_pow2_set(x, n1, n2))
+                .enumerate()
+                .filter(|&(i, (&x, &m))| {
+                    let r = i / row_len;
+                    m == 0.0 && !in_pow2_set(x, n1_rows[r], n2_rows[r])
+                })
                 .count();
+            let per_row = l.rows > 1;
             out.push(LayerReport {
                 name: p.name.clone(),
-                n1,
-                n2,
+                n1: n1_rows.iter().copied().max().unwrap_or(-127),
+                n2: n2_rows.iter().copied().min().unwrap_or(-127),
+                n1_rows: if per_row { n1_rows } else { vec![] },
+                n2_rows: if per_row { n2_rows } else { vec![] },
                 quantized_share: frozen as f64 / l.n as f64,
                 frozen,
                 weights: l.n,
