@@ -84,6 +84,60 @@ fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
 }
 
+// maxpool2_fwd2 / maxpool2_bwd2: the same for an even width, with x (and dx) read (written) as
+// vec2s: a window's two rows are one vec2 load (or store) each, where llvmpipe pays per load about
+// the same for a vec2 as for a float. Same comparisons, so the same argmax and ties.
+@group(0) @binding(1) var<storage, read_write> fy2: array<f32>;
+@group(0) @binding(2) var<storage, read_write> farg2: array<u32>;
+@group(0) @binding(3) var<storage, read> fx2: array<vec2<f32>>;
+
+@compute @workgroup_size(WG)
+fn maxpool2_fwd2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = flat(gid, nwg);
+    if (r >= p.n * p.c * p.oh) { return; }
+    let oh = r % p.oh;
+    let nc = r / p.oh;
+    let w2 = p.w / 2u;
+    let top = (nc * p.h + 2u * oh) * w2;
+    let o0 = r * p.ow;
+    for (var ow = 0u; ow < p.ow; ow++) {
+        let a = fx2[top + ow];
+        let b = fx2[top + w2 + ow];
+        var best = a.x;
+        var arg = 0u;
+        if (a.y > best) { best = a.y; arg = 1u; }
+        if (b.x > best) { best = b.x; arg = 2u; }
+        if (b.y > best) { best = b.y; arg = 3u; }
+        fy2[o0 + ow] = best;
+        farg2[o0 + ow] = arg;
+    }
+}
+
+@group(0) @binding(1) var<storage, read_write> bdx2: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> bdy2: array<f32>;
+@group(0) @binding(3) var<storage, read> barg2: array<u32>;
+
+@compute @workgroup_size(WG)
+fn maxpool2_bwd2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = flat(gid, nwg);
+    if (r >= p.n * p.c * p.oh) { return; }
+    let oh = r % p.oh;
+    let nc = r / p.oh;
+    let w2 = p.w / 2u;
+    let top = (nc * p.h + 2u * oh) * w2;
+    let o0 = r * p.ow;
+    let last_row = oh + 1u == p.oh && p.h % 2u == 1u;
+    for (var ow = 0u; ow < p.ow; ow++) {
+        let g = bdy2[o0 + ow];
+        let a = barg2[o0 + ow];
+        bdx2[top + ow] = vec2<f32>(select(0.0, g, a == 0u), select(0.0, g, a == 1u));
+        bdx2[top + w2 + ow] = vec2<f32>(select(0.0, g, a == 2u), select(0.0, g, a == 3u));
+        if (last_row) {
+            bdx2[top + 2u * w2 + ow] = vec2<f32>(0.0);
+        }
+    }
+}
+
 // gap_fwd: y[n, c] = mean over H*W of x[n, c]
 @group(0) @binding(1) var<storage, read_write> gy: array<f32>;
 @group(0) @binding(2) var<storage, read> gx: array<f32>;

@@ -464,6 +464,19 @@ fn pooling_kernels_match_twins() {
             h: 8,
             w: 8,
         },
+        // even widths take the vec2 kernels: odd height, and LeNet's second pool
+        PoolShape {
+            n: 3,
+            c: 2,
+            h: 7,
+            w: 10,
+        },
+        PoolShape {
+            n: 1,
+            c: 16,
+            h: 10,
+            w: 10,
+        },
     ]
     .into_iter()
     .enumerate()

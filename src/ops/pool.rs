@@ -67,7 +67,11 @@ pub fn max_fwd(
     let (oh, _) = s.max_out();
     let spec = KernelSpec::new(
         ShaderId::Pool,
-        "maxpool2_fwd",
+        if s.w.is_multiple_of(2) {
+            "maxpool2_fwd2"
+        } else {
+            "maxpool2_fwd"
+        },
         &[
             Binding::Uniform,
             Binding::ReadWrite,
@@ -95,7 +99,11 @@ pub fn max_bwd(
 ) -> Result<Dispatch> {
     let spec = KernelSpec::new(
         ShaderId::Pool,
-        "maxpool2_bwd",
+        if s.w.is_multiple_of(2) {
+            "maxpool2_bwd2"
+        } else {
+            "maxpool2_bwd"
+        },
         &[
             Binding::Uniform,
             Binding::ReadWrite,
