@@ -21,9 +21,9 @@
 //               usually share the row parity and skip (subgroupAny) the kernel rows none needs;
 //  - pack_act_c4: an NCHW buffer -> a texture whose texel t = ((n*h + ih)*w + iw)*c4 + c holds
 //               channels 4c .. 4c+3 at one pixel (zero past cin);
-//  - conv_dw_rows_tex: backward-weight at stride 1 with few input channels: lane = (ci, kh), x
-//               read by rows; per 4 output columns 1 + NT fetches for 32 * K FMAs (below);
-//  - conv_dw_tex: backward-weight, any stride: lane = (4-channel group, kh, kw) of the input, 8
+//  - conv_dw_rows_tex: backward-weight at stride 1: lane = (ci, kh), x read by rows; per 4
+//               output columns 1 + NT fetches for 32 * K FMAs (below);
+//  - conv_dw_tex: backward-weight at stride 2: lane = (4-channel group, kh, kw) of the input, 8
 //               output channels per subgroup. Per 4 output columns a lane fetches one dy texel
 //               (4 positions of channel co0 + lane, from pack_act) and 4 x texels (its 4 input
 //               channels at the 4 positions), and the dy values reach every lane by broadcast:
@@ -508,8 +508,9 @@ fn conv_dw_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 }
 
 // ---------------------------------------------------------------------------------------------
-// conv_dw_rows_tex: backward-weight at stride 1 for few input channels (LeNet's 1 and 6), where
-// conv_dw_tex's 4-channel groups would be mostly padding. Lane = one (ci, kh) row of taps of the
+// conv_dw_rows_tex: backward-weight at stride 1 (2-3x conv_dw_tex on ResNet-20's shapes, and for
+// LeNet's 1 and 6 input channels conv_dw_tex's 4-channel groups would be mostly padding).
+// Lane = one (ci, kh) row of taps of the
 // layer input (8 rows per one-subgroup workgroup), wg.y = 8 output channels, wg.z = a slice of the
 // (n, oh, 4-column) items. Per item a lane fetches one dy texel (4 positions of channel co0 + lane,
 // from pack_act) and the NT x texels under its row's window (x rows from pack_act or a copy), the

@@ -82,6 +82,50 @@ fn conv2d_tex_kernels_match_twins() {
     conv_variant_matches_twins(ConvVariant::Tex { co: 8 });
 }
 
+/// Backward-weight over more output positions than one invocation may loop over (llvmpipe's
+/// 65,535-iteration guard): the position range is split into slices even where the taps and
+/// channels alone fill 64 workgroups.
+#[test]
+fn conv_dw_splits_long_reductions() {
+    let Some(g) = gpu() else { return };
+    if !ConvVariant::tex_supported(g) {
+        return;
+    }
+    // 13 x 5 tap rows and 64 channels fill 72 workgroups; 66,000 rows of one texel each are
+    // 66,000 positions per invocation unless sliced
+    let s = ConvShape {
+        n: 1,
+        cin: 13,
+        h: 66_000,
+        w: 4,
+        cout: 64,
+        k: 5,
+        stride: 1,
+        pad: 2,
+    };
+    let mut rng = Rng::new(77);
+    let x = rng.vec(s.x_len(), -1.0, 1.0);
+    let dy = rng.vec(s.y_len(), -1.0, 1.0);
+    let tdw = out(g, s.w_len());
+    let v = ConvVariant::Tex { co: 8 };
+    conv::bwd_weight(g, v, &s, &up(g, &dy).buf, &up(g, &x).buf, &tdw.buf, false)
+        .unwrap()
+        .run(g);
+    let w0 = vec![0.0; s.w_len()];
+    let (_, dw_ref) = reference::conv::conv2d_bwd(&s, &x, &w0, &dy);
+    // each weight sums up to 264,000 products of magnitude below 1 (|terms| sum to about 66,000):
+    // an f32 sum of that length is good to about 1e-2 absolute
+    assert_close(
+        "conv2d_bwd_weight over 264,000 positions",
+        &tdw.to_f32(g).unwrap(),
+        &dw_ref,
+        Tol {
+            abs: 1e-2,
+            rel: 1e-3,
+        },
+    );
+}
+
 fn conv_shapes() -> Vec<ConvShape> {
     let s = |n, cin, h, w, cout, k, stride, pad| ConvShape {
         n,

@@ -399,7 +399,7 @@ pub fn bwd_data(
 
 /// Whether backward-weight runs `conv_dw_rows_tex` (lane = one (ci, kh) row of taps).
 fn dw_rows(s: &ConvShape) -> bool {
-    s.cin < 8 && s.stride == 1 && (1..=5).contains(&s.k) && s.pad < s.k
+    s.stride == 1 && (1..=5).contains(&s.k) && s.pad < s.k
 }
 
 fn tex_dw_covers(gpu: &Gpu, s: &ConvShape) -> bool {
@@ -408,8 +408,9 @@ fn tex_dw_covers(gpu: &Gpu, s: &ConvShape) -> bool {
     let layers = |texels: usize| texels.div_ceil(TEX_W as usize).div_ceil(TEX_ROWS as usize);
     let max_layers = u64::from(l.max_texture_array_layers);
     let max_groups = u64::from(l.max_compute_workgroups_per_dimension);
-    // from 8 input channels conv_dw_tex (4-channel groups); below, at stride 1, conv_dw_rows_tex
-    // (LeNet's 1 and 6 channels, where the groups would be mostly padding)
+    // conv_dw_rows_tex at stride 1 (2-3x conv_dw_tex on ResNet-20's shapes: 20-23 against 8-10
+    // GFLOP/s at batch 128, and LeNet's 1 and 6 input channels would leave conv_dw_tex's channel
+    // groups mostly padding); conv_dw_tex at stride 2 from 8 input channels
     (s.cin >= 8 || dw_rows(s))
         && layers(act_texels(s.n, s.cout, oh, ow)) as u64 <= max_layers
         && layers(s.n * s.h * s.w * s.cin.div_ceil(4)) as u64 <= max_layers
@@ -697,10 +698,15 @@ fn bwd_weight_tex(
     };
     let gy = (s.cout as u32).div_ceil(8);
     let items = (s.n * oh * ow4) as u32;
+    // at least 64 workgroups, and at most 32768 items per invocation (llvmpipe ends an
+    // invocation after 65,535 loop iterations)
     let slices = if accumulate {
         1
     } else {
-        64u32.div_ceil(gx * gy).clamp(1, items)
+        64u32
+            .div_ceil(gx * gy)
+            .max(items.div_ceil(32768))
+            .clamp(1, items)
     };
     let p = ConvTexParams {
         n: s.n as u32,
