@@ -38,13 +38,25 @@ fn bucket(x: usize) -> usize {
 }
 
 impl Tuner {
-    /// The cache file for this adapter and driver, if a cache directory exists.
+    /// The cache file for this adapter and driver, and this build's kernels (a hash of every
+    /// WGSL source, so timings of older kernels are never reused), if a cache directory exists.
     pub fn cache_path(gpu: &Gpu) -> Option<PathBuf> {
         let base = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
         let i = &gpu.info;
-        let id = format!("{}|{:?}|{}|{}", i.name, i.backend, i.driver, i.driver_info);
+        let kernels: String = crate::gpu::kernels::ShaderId::ALL
+            .iter()
+            .map(|s| s.source())
+            .collect();
+        let id = format!(
+            "{}|{:?}|{}|{}|{:016x}",
+            i.name,
+            i.backend,
+            i.driver,
+            i.driver_info,
+            fnv(&kernels)
+        );
         Some(
             base.join("incq")
                 .join(format!("tune-{:016x}.json", fnv(&id))),
