@@ -5,6 +5,7 @@
 //! ResNet-20 trains on CIFAR-format files with a falling loss.
 
 mod common;
+use common::TmpDir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,11 +19,8 @@ fn incq(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("incq-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp(name: &str) -> TmpDir {
+    TmpDir::new("incq-cli", name)
 }
 
 fn idx(path: &Path, magic: u32, dims: &[u32], body: &[u8]) {
@@ -452,6 +450,29 @@ fn export_and_eval(ckpt: &Path, ex: &Path, ds: &str) -> (String, String) {
     (ev(ckpt), ev(&ex.join("model.safetensors")))
 }
 
+/// A scratch directory with a small MNIST-like data set (`train` images, and a test set) and a
+/// float LeNet-BN trained on it for `epochs` epochs: (directory, data dir, float checkpoint).
+fn float_checkpoint(name: &str, train: u32, epochs: &str) -> (TmpDir, String, PathBuf) {
+    let d = tmp(name);
+    mnist_like(&d, train, if train > 100 { 50 } else { 30 });
+    let ds = d.to_str().unwrap().to_string();
+    let fl = d.join("float");
+    let mut a = train_args(&ds, fl.to_str().unwrap());
+    a[6] = epochs;
+    let r = incq(&a);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    (d, ds, fl.join("model.safetensors"))
+}
+
+/// The README's numpy recipe for an INQ code: sign(c) * 2^(n2 + |c| - 1), 0 for c = 0.
+fn pow2_value(c: i8, n2: i32) -> f32 {
+    if c == 0 {
+        0.0
+    } else {
+        f32::from(c.signum()) * 2f32.powi(n2 + i32::from(c.unsigned_abs()) - 1)
+    }
+}
+
 /// INQ with one set per output channel: the summary lists every row's exponents, and the export
 /// (n1, n2 per row) rebuilds every weight bit for bit and evaluates exactly as the checkpoint.
 #[test]
@@ -459,13 +480,8 @@ fn per_channel_inq_exports_one_exponent_range_per_row() {
     if common::gpu().is_none() {
         return;
     }
-    let d = tmp("inq-rows");
-    mnist_like(&d, 200, 50);
-    let ds = d.to_str().unwrap().to_string();
-    let (fl, q, ex) = (d.join("float"), d.join("inq"), d.join("export"));
-    let r = incq(&train_args(&ds, fl.to_str().unwrap()));
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let float_ckpt = fl.join("model.safetensors");
+    let (d, ds, float_ckpt) = float_checkpoint("inq-rows", 200, "1");
+    let (q, ex) = (d.join("inq"), d.join("export"));
     let mut a = train_args(&ds, q.to_str().unwrap());
     a.extend([
         "--method",
@@ -519,13 +535,8 @@ fn per_channel_inq_exports_one_exponent_range_per_row() {
         assert_eq!(n2.len(), r, "{name}.n2 has one value per row");
         let row = w.len() / r;
         for (i, (x, &b)) in w.iter().zip(codes.data()).enumerate() {
-            let c = b as i8;
-            let v = if c == 0 {
-                0.0
-            } else {
-                f32::from(c.signum()) * 2f32.powi(n2[i / row] + i32::from(c.unsigned_abs()) - 1)
-            };
-            assert_eq!(v.to_bits(), x.to_bits(), "{name}[{i}]: code {c}");
+            let v = pow2_value(b as i8, n2[i / row]);
+            assert_eq!(v.to_bits(), x.to_bits(), "{name}[{i}]: code {}", b as i8);
         }
     }
 }
@@ -535,15 +546,8 @@ fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
     if common::gpu().is_none() {
         return;
     }
-    let d = tmp("inq");
-    mnist_like(&d, 200, 50);
-    let ds = d.to_str().unwrap().to_string();
-    let (fl, q, ex) = (d.join("float"), d.join("inq"), d.join("export"));
-    let mut a = train_args(&ds, fl.to_str().unwrap());
-    a[6] = "2";
-    let r = incq(&a);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let float_ckpt = fl.join("model.safetensors");
+    let (d, ds, float_ckpt) = float_checkpoint("inq", 200, "2");
+    let (q, ex) = (d.join("inq"), d.join("export"));
 
     // INQ 3 bits, portions 0.5, 0.75, 1 with one epoch after each of the first two.
     let mut a = train_args(&ds, q.to_str().unwrap());
@@ -612,14 +616,8 @@ fn inq_from_a_float_checkpoint_then_export_and_eval_reproduce_it() {
         );
         assert!(e.tensor(name).is_err(), "{name} must be codes only");
         for (x, &b) in w.iter().zip(codes.data()) {
-            // The README's numpy recipe: sign(c) * 2^(n2 + |c| - 1), 0 for c = 0.
-            let c = b as i8;
-            let v = if c == 0 {
-                0.0
-            } else {
-                f32::from(c.signum()) * 2f32.powi(n2 + i32::from(c.unsigned_abs()) - 1)
-            };
-            assert_eq!(v.to_bits(), x.to_bits(), "{name}: code {c}");
+            let v = pow2_value(b as i8, n2);
+            assert_eq!(v.to_bits(), x.to_bits(), "{name}: code {}", b as i8);
         }
     }
 
@@ -653,13 +651,7 @@ fn binary_relax_and_ste_train_export_and_eval_reproduce_it() {
     if common::gpu().is_none() {
         return;
     }
-    let d = tmp("relax");
-    mnist_like(&d, 200, 50);
-    let ds = d.to_str().unwrap().to_string();
-    let fl = d.join("float");
-    let r = incq(&train_args(&ds, fl.to_str().unwrap()));
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let init = fl.join("model.safetensors");
+    let (d, ds, init) = float_checkpoint("relax", 200, "1");
     for (method, quant, levels) in [
         ("binary-relax", "ternary", 3),
         ("ste", "binary", 2),
@@ -742,13 +734,7 @@ fn interrupted_inq_and_binary_relax_runs_resume_exactly() {
     if common::gpu().is_none() {
         return;
     }
-    let d = tmp("resume-schedules");
-    mnist_like(&d, 100, 30);
-    let ds = d.to_str().unwrap().to_string();
-    let fl = d.join("float");
-    let r = incq(&train_args(&ds, fl.to_str().unwrap()));
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let init = fl.join("model.safetensors");
+    let (d, ds, init) = float_checkpoint("resume-schedules", 100, "1");
     let init = init.to_str().unwrap();
     let schedules: [&[&str]; 2] = [
         &[

@@ -3,14 +3,15 @@
 //! names the file.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use incq::data::{cifar, idx, DataKind, Dataset};
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("incq-data-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+mod common;
+use common::TmpDir;
+
+fn tmp(name: &str) -> TmpDir {
+    TmpDir::new("incq-data", name)
 }
 
 fn gz(path: &Path, bytes: &[u8]) {

@@ -82,9 +82,9 @@ fn conv2d_tex_kernels_match_twins() {
     conv_variant_matches_twins(ConvVariant::Tex { co: 8 });
 }
 
-/// Backward-weight over more output positions than one invocation may loop over (llvmpipe's
-/// 65,535-iteration guard): the position range is split into slices even where the taps and
-/// channels alone fill 64 workgroups.
+/// Backward-weight (conv_dw_rows_tex) over more output positions than one invocation may loop
+/// over (llvmpipe's 65,535-iteration guard): the position range is split into slices even where
+/// the taps and channels alone fill 64 workgroups.
 #[test]
 fn conv_dw_splits_long_reductions() {
     let Some(g) = gpu() else { return };
@@ -116,7 +116,7 @@ fn conv_dw_splits_long_reductions() {
     // each weight sums up to 264,000 products of magnitude below 1 (|terms| sum to about 66,000):
     // an f32 sum of that length is good to about 1e-2 absolute
     assert_close(
-        "conv2d_bwd_weight over 264,000 positions",
+        "conv_dw_rows_tex over 264,000 positions",
         &tdw.to_f32(g).unwrap(),
         &dw_ref,
         Tol {
@@ -538,23 +538,19 @@ fn pooling_kernels_match_twins() {
             .unwrap()
             .run(g);
         let (y_ref, arg_ref) = reference::pool::max_fwd(&s, &x);
-        common::assert_exact_f32("maxpool2_fwd", &ty.to_f32(g).unwrap(), &y_ref);
-        assert_eq!(
-            targ.to_u32(g).unwrap(),
-            arg_ref,
-            "maxpool2_fwd argmax {s:?}"
-        );
+        // even widths run maxpool2_fwd2 / maxpool2_bwd2 (vec2 loads and stores), odd ones
+        // maxpool2_fwd / maxpool2_bwd
+        let v = if s.w % 2 == 0 { "2" } else { "" };
+        let (fwd, bwd) = (format!("maxpool2_fwd{v}"), format!("maxpool2_bwd{v}"));
+        common::assert_exact_f32(&fwd, &ty.to_f32(g).unwrap(), &y_ref);
+        assert_eq!(targ.to_u32(g).unwrap(), arg_ref, "{fwd} argmax {s:?}");
         let tdx = out(g, x.len());
         pool::max_bwd(g, &s, &up(g, &dy).buf, &targ.buf, &tdx.buf)
             .unwrap()
             .run(g);
         let dx = tdx.to_f32(g).unwrap();
-        common::assert_exact_f32(
-            "maxpool2_bwd",
-            &dx,
-            &reference::pool::max_bwd(&s, &dy, &arg_ref),
-        );
-        fd_check("maxpool2_bwd", &x, &dx, &|xv| {
+        common::assert_exact_f32(&bwd, &dx, &reference::pool::max_bwd(&s, &dy, &arg_ref));
+        fd_check(&bwd, &x, &dx, &|xv| {
             dot(&reference::pool::max_fwd(&s, xv).0, &dy)
         });
 

@@ -1,5 +1,6 @@
-//! Shared test helpers: the one GPU accessor, a seeded RNG, named tolerances, and comparisons
-//! that print the index, the GPU value, the reference value and the worst error on failure.
+//! Shared test helpers: the one GPU accessor, a seeded RNG, named tolerances, comparisons that
+//! print the index, the GPU value, the reference value and the worst error on failure, and
+//! scratch directories that clean up after themselves.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
@@ -141,3 +142,32 @@ pub fn assert_exact_f32(what: &str, got: &[f32], want: &[f32]) {
 
 /// The poison pattern written into outputs before a kernel runs (a NaN as f32).
 pub const POISON: u32 = u32::MAX;
+
+/// A scratch directory under the system's temp dir, emptied when created and removed when the
+/// test ends (kept when it fails, for a look).
+pub struct TmpDir(std::path::PathBuf);
+
+impl TmpDir {
+    /// `{temp}/{prefix}-{pid}-{name}`.
+    pub fn new(prefix: &str, name: &str) -> TmpDir {
+        let d = std::env::temp_dir().join(format!("{prefix}-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TmpDir(d)
+    }
+}
+
+impl std::ops::Deref for TmpDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
