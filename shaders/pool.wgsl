@@ -14,6 +14,14 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
+// The first element of output row r's top input row, in units of `per_row` per input row (p.w
+// floats, or p.w / 2 vec2s).
+fn window_top(r: u32, per_row: u32) -> u32 {
+    let oh = r % p.oh;
+    let nc = r / p.oh;
+    return (nc * p.h + 2u * oh) * per_row;
+}
+
 // maxpool2_fwd: out y, arg; in x
 @group(0) @binding(1) var<storage, read_write> fy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> farg: array<u32>;
@@ -25,9 +33,7 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = flat(gid, nwg);
     if (r >= p.n * p.c * p.oh) { return; }
-    let oh = r % p.oh;
-    let nc = r / p.oh;
-    let row0 = (nc * p.h + 2u * oh) * p.w;
+    let row0 = window_top(r, p.w);
     let o0 = r * p.ow;
     for (var ow = 0u; ow < p.ow; ow++) {
         let base = row0 + 2u * ow;
@@ -56,11 +62,9 @@ fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = flat(gid, nwg);
     if (r >= p.n * p.c * p.oh) { return; }
-    let oh = r % p.oh;
-    let nc = r / p.oh;
-    let row0 = (nc * p.h + 2u * oh) * p.w;
+    let row0 = window_top(r, p.w);
     let o0 = r * p.ow;
-    let last_row = oh + 1u == p.oh && p.h % 2u == 1u;
+    let last_row = r % p.oh + 1u == p.oh && p.h % 2u == 1u;
     for (var ow = 0u; ow < p.ow; ow++) {
         let g = bdy[o0 + ow];
         let a = barg[o0 + ow];
@@ -95,10 +99,8 @@ fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn maxpool2_fwd2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = flat(gid, nwg);
     if (r >= p.n * p.c * p.oh) { return; }
-    let oh = r % p.oh;
-    let nc = r / p.oh;
     let w2 = p.w / 2u;
-    let top = (nc * p.h + 2u * oh) * w2;
+    let top = window_top(r, w2);
     let o0 = r * p.ow;
     for (var ow = 0u; ow < p.ow; ow++) {
         let a = fx2[top + ow];
@@ -121,12 +123,10 @@ fn maxpool2_fwd2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 fn maxpool2_bwd2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = flat(gid, nwg);
     if (r >= p.n * p.c * p.oh) { return; }
-    let oh = r % p.oh;
-    let nc = r / p.oh;
     let w2 = p.w / 2u;
-    let top = (nc * p.h + 2u * oh) * w2;
+    let top = window_top(r, w2);
     let o0 = r * p.ow;
-    let last_row = oh + 1u == p.oh && p.h % 2u == 1u;
+    let last_row = r % p.oh + 1u == p.oh && p.h % 2u == 1u;
     for (var ow = 0u; ow < p.ow; ow++) {
         let g = bdy2[o0 + ow];
         let a = barg2[o0 + ow];

@@ -197,39 +197,18 @@ fn conv_variant_matches_twins(v: ConvVariant) {
             Tol::BALANCED,
         );
         // the whole backward pass as one op (dy packed once where both halves use textures, x
-        // read from the forward pass's texture where backward-weight takes it by rows)
-        let (tdx2, tdw2) = (out(g, s.x_len()), out(g, s.w_len()));
+        // read from the forward pass's texture where backward-weight takes it by rows), and
+        // backward-weight alone (a first layer) from the same texture
+        let (tdx2, tdw2, tdw3) = (out(g, s.x_len()), out(g, s.w_len()), out(g, s.w_len()));
         let ty2 = out(g, s.y_len());
         let (f, x_rows) = conv::fwd_keep_input(g, v, &s, &tx.buf, &tw.buf, &ty2.buf).unwrap();
         f.run(g);
-        conv::bwd(
-            g,
-            v,
-            &s,
-            &tdy.buf,
-            &tx.buf,
-            x_rows.as_ref(),
-            &tw.buf,
-            &tdw2.buf,
-            Some((&tdx2.buf, false)),
-        )
-        .unwrap()
-        .run(g);
-        // and backward-weight alone (a first layer), from the same texture
-        let tdw3 = out(g, s.w_len());
-        conv::bwd(
-            g,
-            v,
-            &s,
-            &tdy.buf,
-            &tx.buf,
-            x_rows.as_ref(),
-            &tw.buf,
-            &tdw3.buf,
-            None,
-        )
-        .unwrap()
-        .run(g);
+        for (dw_out, dx) in [(&tdw2, Some((&tdx2.buf, false))), (&tdw3, None)] {
+            let (x, w) = (&tx.buf, &tw.buf);
+            conv::bwd(g, v, &s, &tdy.buf, x, x_rows.as_ref(), w, &dw_out.buf, dx)
+                .unwrap()
+                .run(g);
+        }
         assert_close(
             &format!("conv bwd without dx: dw {s:?}"),
             &tdw3.to_f32(g).unwrap(),
