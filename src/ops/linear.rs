@@ -91,7 +91,7 @@ pub fn covers(gpu: &Gpu, batch: usize, fin: usize, fout: usize) -> bool {
         .iter()
         .all(|&t| act_texture_fits(gpu, t))
         && (batch.max(fout) as u64).div_ceil(64) <= max_groups
-        && (batch.max(fin) as u64).div_ceil(32) <= max_groups
+        && (fout.max(fin) as u64).div_ceil(32) <= max_groups
 }
 
 /// The matrix `src` ([rows][cols], row-major) in a new row texture, and the step that fills it.
