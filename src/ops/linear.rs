@@ -112,6 +112,12 @@ pub fn rows_tex(
             ),
         });
     }
+    if !act_texture_fits(gpu, rows * cols.div_ceil(4)) {
+        return Err(Error::Shape {
+            op: "linear",
+            msg: format!("{label}: a {rows} x {cols} matrix exceeds the device's texture limits"),
+        });
+    }
     let (step, texture, view) = rows_texture(gpu, label, rows, cols, src)?;
     Ok((
         step,
