@@ -322,14 +322,10 @@ impl B<'_> {
     }
 
     /// Whether a linear layer of `fin` -> `fout` runs the texture-fed kernels of ops/linear.rs:
-    /// where its forward GEMM's variant is `Tex` and they cover the shape.
-    fn linear_tex(&self, fin: usize, fout: usize) -> Result<bool> {
-        let fd = GemmDesc {
-            trans_b: true,
-            ..GemmDesc::new(self.n, fout, fin)
-        };
-        Ok(self.gemm_variant(&fd)? == GemmVariant::Tex
-            && linear::covers(self.gpu, self.n, fin, fout))
+    /// on devices whose default GEMM is `Tex` (they replace that GEMM and its packing, so the
+    /// tuner's pick among the generic GEMMs does not apply), where they cover the shape.
+    fn linear_tex(&self, fin: usize, fout: usize) -> bool {
+        self.variant == GemmVariant::Tex && linear::covers(self.gpu, self.n, fin, fout)
     }
 
     fn t(&mut self, len: usize, dtype: DType) -> Result<usize> {
@@ -477,16 +473,14 @@ impl Plan {
                     let fin = s.0 * s.1 * s.2;
                     // A texture-fed linear layer after a ReLU'd linear layer applies that ReLU's
                     // backward in its backward-data store, so the earlier layer skips its own.
-                    let fused = |l: Option<&Layer>, fin: usize| -> Result<bool> {
-                        Ok(match l {
-                            Some(Layer::Linear { fout, .. }) => b.linear_tex(fin, *fout)?,
-                            _ => false,
-                        })
+                    let fused = |l: Option<&Layer>, fin: usize| match l {
+                        Some(Layer::Linear { fout, .. }) => b.linear_tex(fin, *fout),
+                        _ => false,
                     };
                     let prev_relu =
                         i > 0 && matches!(model.layers[i - 1], Layer::Linear { relu: true, .. });
-                    let masks_dx = prev_relu && fused(Some(layer), fin)?;
-                    let next_masks = *relu && fused(model.layers.get(i + 1), *fout)?;
+                    let masks_dx = prev_relu && fused(Some(layer), fin);
+                    let next_masks = *relu && fused(model.layers.get(i + 1), *fout);
                     let l = LinearLayer {
                         fin,
                         fout: *fout,
@@ -879,7 +873,7 @@ fn plan_linear(
     let n = b.n;
     let (fin, fout, relu) = (l.fin, l.fout, l.relu);
     let (w, bias) = (&net.params[l.w], &net.params[l.bias]);
-    if b.linear_tex(fin, fout)? {
+    if b.linear_tex(fin, fout) {
         return plan_linear_tex(b, net, l, x, y, gy, gx);
     }
     debug_assert!(!l.gy_masked && !l.mask_dx);
