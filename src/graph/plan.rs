@@ -869,14 +869,14 @@ fn plan_linear(
     gy: usize,
     gx: Option<usize>,
 ) -> Result<()> {
+    if b.linear_tex(l.fin, l.fout) {
+        return plan_linear_tex(b, net, l, x, y, gy, gx);
+    }
+    debug_assert!(!l.gy_masked && !l.mask_dx);
     let gpu = b.gpu;
     let n = b.n;
     let (fin, fout, relu) = (l.fin, l.fout, l.relu);
     let (w, bias) = (&net.params[l.w], &net.params[l.bias]);
-    if b.linear_tex(fin, fout) {
-        return plan_linear_tex(b, net, l, x, y, gy, gx);
-    }
-    debug_assert!(!l.gy_masked && !l.mask_dx);
     let z = if relu { b.t(n * fout, DType::F32)? } else { y };
     let fd = GemmDesc {
         trans_b: true,

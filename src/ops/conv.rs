@@ -418,6 +418,8 @@ fn tex_dw_covers(gpu: &Gpu, s: &ConvShape) -> bool {
         && (s.cout as u64).div_ceil(8) <= max_groups
 }
 
+/// A packing kernel (`entry`: pack_act or pack_act_c4) from `src` into a new texture of `texels`
+/// texels in the conv layout, over the workgroup grid `groups`.
 fn pack_kernel(
     gpu: &Gpu,
     entry: &'static str,
@@ -425,17 +427,12 @@ fn pack_kernel(
     p: &ConvTexParams,
     texels: usize,
     src: &wgpu::Buffer,
+    groups: [u32; 3],
 ) -> Result<(Step, wgpu::Texture, wgpu::TextureView)> {
     const PACK: &[Binding] = &[Binding::Uniform, Binding::TexWrite, Binding::Read];
     let (t, v) = act_texture(gpu, label, texels);
     let spec = KernelSpec::new(ShaderId::ConvTex, entry, PACK);
-    let d = Dispatch::with_resources(
-        gpu,
-        &spec,
-        p,
-        &[Res::View(&v), Res::from(src)],
-        grid_for(gpu, texels, 64),
-    )?;
+    let d = Dispatch::with_resources(gpu, &spec, p, &[Res::View(&v), Res::from(src)], groups)?;
     Ok((d.into(), t, v))
 }
 
@@ -466,13 +463,9 @@ fn pack_rows(
             ),
         });
     }
-    const PACK: &[Binding] = &[Binding::Uniform, Binding::TexWrite, Binding::Read];
-    let (t, v) = act_texture(gpu, label, texels);
-    let spec = KernelSpec::new(ShaderId::ConvTex, "pack_act", PACK);
+    // invocation = (row, texel): rows over x (and y past the grid's width), texels over z
     let [gx, gy, _] = grid_for(gpu, rows, 64);
-    let groups = [gx, gy, w4 as u32];
-    let d = Dispatch::with_resources(gpu, &spec, p, &[Res::View(&v), Res::from(src)], groups)?;
-    Ok((d.into(), t, v))
+    pack_kernel(gpu, "pack_act", label, p, texels, src, [gx, gy, w4 as u32])
 }
 
 /// A row-major [rows][cols] matrix in a row texture (rows padded with zeros to ceil(cols/4)
@@ -611,21 +604,7 @@ pub fn bwd(
     let shared =
         tex && dx.is_some() && matches!(v.effective(gpu, s, true), ConvVariant::Tex { .. });
     let Some((dxb, acc)) = dx.filter(|_| shared) else {
-        let mut op = match tex {
-            true => {
-                check(
-                    gpu,
-                    s,
-                    [
-                        ("dy", dy, s.y_len()),
-                        ("x", x, s.x_len()),
-                        ("dw", dw, s.w_len()),
-                    ],
-                )?;
-                bwd_weight_tex(gpu, s, dy, None, x, x_rows, dw, false)?
-            }
-            false => bwd_weight(gpu, v, s, dy, x, dw, false)?,
-        };
+        let mut op = bwd_weight_from(gpu, v, s, dy, x, x_rows, dw, false)?;
         if let Some((dxb, acc)) = dx {
             let d = bwd_data(gpu, v, s, dy, w, dxb, acc)?;
             op.append(d);
@@ -767,7 +746,9 @@ fn bwd_weight_tex(
         (Some(Step::from(d)), Some(t), v)
     } else {
         let texels = s.n * s.h * s.w * c4;
-        let (d, t, v) = pack_kernel(gpu, "pack_act_c4", "conv x channel texture", &p, texels, x)?;
+        let label = "conv x channel texture";
+        let groups = grid_for(gpu, texels, 64);
+        let (d, t, v) = pack_kernel(gpu, "pack_act_c4", label, &p, texels, x, groups)?;
         (Some(d), Some(t), v)
     };
     let spec = KernelSpec::new(
@@ -1072,6 +1053,22 @@ pub fn bwd_weight(
     dw: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Op> {
+    bwd_weight_from(gpu, v, s, dy, x, None, dw, accumulate)
+}
+
+/// [`bwd_weight`], reading x from the forward pass's texture `x_rows` where the texture kernel
+/// takes x by rows.
+#[allow(clippy::too_many_arguments)]
+fn bwd_weight_from(
+    gpu: &Gpu,
+    v: ConvVariant,
+    s: &ConvShape,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    x_rows: Option<&wgpu::TextureView>,
+    dw: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Op> {
     check(
         gpu,
         s,
@@ -1082,7 +1079,7 @@ pub fn bwd_weight(
         ],
     )?;
     if matches!(v, ConvVariant::Tex { .. }) && tex_dw_covers(gpu, s) {
-        return bwd_weight_tex(gpu, s, dy, None, x, None, dw, accumulate);
+        return bwd_weight_tex(gpu, s, dy, None, x, x_rows, dw, accumulate);
     }
     let v = match v {
         ConvVariant::Tex { .. } => ConvVariant::Subgroup,
