@@ -13,6 +13,9 @@
 //    * invstd; dgamma = sum g * xhat, dbeta = sum g. y is recomputed from x exactly as bn_apply
 //    computes it (the same fma), so neither backward kernel reads y: loads are what cost.
 //  - bn_bwd_dx: dx = gamma * invstd * (g - dbeta / M - xhat * dgamma / M), M = N*H*W.
+//  - bn_pool_tex: bn_apply_tex fused with the 2x2, stride-2 max pooling that follows it: the pooled
+//    value and argmax, exactly as maxpool2_fwd computes them from bn_apply_tex's y, which is never
+//    stored.
 // Reductions are per-invocation strided sums then a fixed tree: deterministic. The strided walks
 // over (n, hw) step their indices without a division per element (a vector division is scalar
 // code on CPU-backed devices).
@@ -24,7 +27,7 @@ struct BnParams {
     relu: u32,
     eps: f32,
     momentum: f32,
-    _pad0: u32,
+    w: u32,      // bn_pool_tex: the input's width (H*W / w rows); unused elsewhere
     _pad1: u32,
 }
 
@@ -367,5 +370,52 @@ fn bn_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         let g = g4_of(textureLoad(tdx_dy, xy.xy, xy.z), x, sc, sh);
         let xhat = (x - vec4<f32>(st.x)) * st.y;
         tddx[base + j] = k * (g - vec4<f32>(mb) - xhat * mg);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bn_pool_tex: out pooled y, argmax (0..3, row-major in the window, first maximum wins); in x
+// (texture), stats, gamma, beta. One invocation per pooled row (n, c, oh) of p.w / 2 windows, so
+// the index arithmetic (a vector integer division is scalar code on CPU-backed devices) is paid
+// once per row. p.w is even and divides p.hw (the host checks); an odd last input row is not
+// pooled (floor). Each window row is one float pair inside one texel: 2 fetches per window.
+@group(0) @binding(1) var<storage, read_write> tpy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> tparg: array<u32>;
+@group(0) @binding(3) var tpx: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(4) var<storage, read> tpstats: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> tpgamma: array<f32>;
+@group(0) @binding(6) var<storage, read> tpbeta: array<f32>;
+
+// bn(x) at the float pair f, f + 1 (f even), as bn_apply_tex computes it.
+fn bn_pair(f: u32, sc: f32, sh: f32) -> vec2<f32> {
+    let xy = texel_xy(f >> 2u);
+    let t = textureLoad(tpx, xy.xy, xy.z);
+    let y = fma(select(t.xy, t.zw, (f & 2u) != 0u), vec2<f32>(sc), vec2<f32>(sh));
+    return select(y, max(y, vec2<f32>(0.0)), p.relu != 0u);
+}
+
+@compute @workgroup_size(64)
+fn bn_pool_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let oh = p.hw / p.w / 2u;
+    let ow = p.w / 2u;
+    let r = gid.x + gid.y * nwg.x * 64u;
+    if (r >= p.n * p.c * oh) { return; }
+    let nc = r / oh;
+    let c = nc % p.c;
+    let st = tpstats[c];
+    let sc = st.y * tpgamma[c];
+    let sh = tpbeta[c] - st.x * sc;
+    let top = nc * p.hw + 2u * (r - nc * oh) * p.w;
+    let o0 = r * ow;
+    for (var j = 0u; j < ow; j++) {
+        let a = bn_pair(top + 2u * j, sc, sh);
+        let b = bn_pair(top + p.w + 2u * j, sc, sh);
+        var best = a.x;
+        var arg = 0u;
+        if (a.y > best) { best = a.y; arg = 1u; }
+        if (b.x > best) { best = b.x; arg = 2u; }
+        if (b.y > best) { best = b.y; arg = 3u; }
+        tpy[o0 + j] = best;
+        tparg[o0 + j] = arg;
     }
 }

@@ -598,7 +598,15 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
     };
     let (fwd, bwd, how) = if norm::tex_ok(gpu, &bs) {
         let (f, xv) = norm::forward_tex(
-            gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, &y.buf,
+            gpu,
+            &bs,
+            true,
+            &x.buf,
+            &st.buf,
+            &run.buf,
+            &g.buf,
+            &b.buf,
+            norm::BnOut::Y(&y.buf),
         )?;
         let bwd = norm::backward_tex(gpu, &bs, &bw, &xv)?;
         (f, bwd, "relu, textures")

@@ -353,7 +353,15 @@ fn bn_case(g: &incq::Gpu, s: BnShape, seed: u64, tex: bool) {
     let (tst, ty) = (out(g, 2 * s.c), out(g, s.len()));
     let xv = if tex {
         let (f, xv) = norm::forward_tex(
-            g, &s, true, &tx.buf, &tst.buf, &tr.buf, &tg.buf, &tb.buf, &ty.buf,
+            g,
+            &s,
+            true,
+            &tx.buf,
+            &tst.buf,
+            &tr.buf,
+            &tg.buf,
+            &tb.buf,
+            norm::BnOut::Y(&ty.buf),
         )
         .unwrap();
         f.run(g);
@@ -755,4 +763,95 @@ fn gather_batch_matches_twin_with_and_without_augmentation() {
             assert_eq!(lab.to_u32(g).unwrap(), want_lab);
         }
     }
+}
+
+/// bn_pool_tex (batch norm's apply fused with the 2x2 max pooling after it) against the unfused
+/// path, bn_apply_tex then the pooling twin, exactly (values and argmax, outputs poisoned), and
+/// against the f64 twins of both within Tol::BALANCED; training and eval statistics; LeNet's two
+/// shapes (row widths 28 and 10: pairs inside and across texels), batch 1, an odd height, an odd
+/// number of windows per row, and no ReLU.
+#[test]
+fn bn_pool_tex_matches_the_unfused_path() {
+    let Some(g) = gpu() else { return };
+    let cases = [
+        (64, 6, 28, 28, true, true),
+        (64, 16, 10, 10, true, true),
+        (1, 1, 2, 2, true, true),
+        (3, 5, 7, 12, true, true),
+        (5, 7, 4, 6, true, false),
+        (2, 3, 6, 2, false, true),
+    ];
+    for (t, &(n, c, h, w, relu, train)) in cases.iter().enumerate() {
+        let s = BnShape {
+            n,
+            c,
+            hw: h * w,
+            relu,
+        };
+        if !norm::pool_ok(g, &s, w) {
+            eprintln!("bn_pool_tex: not selected on this adapter (not CPU-backed)");
+            return;
+        }
+        let ps = PoolShape { n, c, h, w };
+        let (oh, ow) = ps.max_out();
+        let m = n * c * oh * ow;
+        let mut rng = Rng::new(90 + t as u64);
+        let x: Vec<f32> = (0..s.len()).map(|_| rng.normal() * 2.0 + 0.5).collect();
+        let gamma = rng.vec(c, 0.5, 1.5);
+        let beta = rng.vec(c, -0.5, 0.5);
+        let running = [rng.vec(c, -0.1, 0.1), rng.vec(c, 0.9, 1.1)].concat();
+        let (tx, tg, tb) = (up(g, &x), up(g, &gamma), up(g, &beta));
+        let run = |o: norm::BnOut<'_>, st: &Tensor| {
+            let tr = up(g, &running);
+            let (f, _) =
+                norm::forward_tex(g, &s, train, &tx.buf, &st.buf, &tr.buf, &tg.buf, &tb.buf, o)
+                    .unwrap();
+            f.run(g);
+            tr.to_f32(g).unwrap()
+        };
+        let (st1, ty) = (out(g, 2 * c), out(g, s.len()));
+        let run1 = run(norm::BnOut::Y(&ty.buf), &st1);
+        let (st2, tpy) = (out(g, 2 * c), out(g, m));
+        let targ = Tensor::empty(g, "arg", &[m], DType::U32).unwrap();
+        targ.poison(g, POISON);
+        let pooled = norm::BnOut::MaxPool2 {
+            w,
+            y: &tpy.buf,
+            arg: &targ.buf,
+        };
+        let run2 = run(pooled, &st2);
+        let what = format!("bn_pool_tex {s:?} w {w} train {train}");
+        let st = st1.to_f32(g).unwrap();
+        common::assert_exact_f32(&what, &st2.to_f32(g).unwrap(), &st);
+        common::assert_exact_f32(&what, &run2, &run1);
+        let (py_ref, arg_ref) = reference::pool::max_fwd(&ps, &ty.to_f32(g).unwrap());
+        let py = tpy.to_f32(g).unwrap();
+        common::assert_exact_f32(&what, &py, &py_ref);
+        assert_eq!(targ.to_u32(g).unwrap(), arg_ref, "{what} argmax");
+        let st_twin = match train {
+            true => reference::norm::stats(&s, &x, &running).0,
+            false => reference::norm::eval_stats(&s, &running),
+        };
+        let y_twin = reference::norm::apply(&s, &x, &st_twin, &gamma, &beta);
+        let py_twin = reference::pool::max_fwd(&ps, &y_twin).0;
+        assert_close(&what, &py, &py_twin, Tol::BALANCED);
+    }
+    // an odd width cannot be pooled by pairs of floats: an error, not a wrong result
+    let s = BnShape {
+        n: 1,
+        c: 1,
+        hw: 12,
+        relu: true,
+    };
+    let (x, st, tr) = (up(g, &[1.0; 12]), out(g, 2), up(g, &[0.0, 1.0]));
+    let (one, py, arg) = (up(g, &[1.0]), out(g, 4), out(g, 4));
+    let bad = norm::BnOut::MaxPool2 {
+        w: 3,
+        y: &py.buf,
+        arg: &arg.buf,
+    };
+    let r = norm::forward_tex(
+        g, &s, true, &x.buf, &st.buf, &tr.buf, &one.buf, &one.buf, bad,
+    );
+    assert!(r.is_err(), "bn_pool_tex accepted rows of 3");
 }

@@ -392,6 +392,8 @@ impl Plan {
         }
         let mut s = model.input;
         let (mut fwd_names, mut bwd_names) = (Vec::new(), Vec::new());
+        // The argmax of a max pooling that the batch norm before it computed.
+        let mut pooled_arg = None;
         for (i, layer) in model.layers.iter().enumerate() {
             let kind = match layer {
                 Layer::Conv { .. } => "conv",
@@ -435,7 +437,22 @@ impl Plan {
                         hw: s.1 * s.2,
                         relu: *relu,
                     };
-                    let o = plan_bn(&mut b, net, &bs, *bi, x, y, gy, gx)?;
+                    // A max pooling right after batch norm is computed by the norm's apply
+                    // kernel (bn_pool_tex): its input, y here, is never stored.
+                    let pool_next = matches!(model.layers.get(i + 1), Some(Layer::MaxPool2));
+                    let out = if pool_next && norm::pool_ok(gpu, &bs, s.2) {
+                        let (oh, ow) = (s.1 / 2, s.2 / 2);
+                        let arg = b.t(batch * s.0 * oh * ow, DType::U32)?;
+                        pooled_arg = Some(arg);
+                        BnTo::Pool {
+                            w: s.2,
+                            y: acts[i + 2],
+                            arg,
+                        }
+                    } else {
+                        BnTo::Y(y)
+                    };
+                    let o = plan_bn(&mut b, net, &bs, *bi, x, out, gy, gx)?;
                     b.push(o);
                 }
                 (Layer::MaxPool2, _) => {
@@ -446,9 +463,15 @@ impl Plan {
                         w: s.2,
                     };
                     let (oh, ow) = ps.max_out();
-                    let arg = b.t(batch * s.0 * oh * ow, DType::U32)?;
-                    b.fwd
-                        .push(pool::max_fwd(gpu, &ps, b.buf(x), b.buf(y), b.buf(arg))?.into());
+                    let arg = match pooled_arg.take() {
+                        Some(arg) => arg,
+                        None => {
+                            let arg = b.t(batch * s.0 * oh * ow, DType::U32)?;
+                            let d = pool::max_fwd(gpu, &ps, b.buf(x), b.buf(y), b.buf(arg))?;
+                            b.fwd.push(d.into());
+                            arg
+                        }
+                    };
                     if b.train && need_dx {
                         b.bwd.push(
                             pool::max_bwd(gpu, &ps, b.buf(gy), b.buf(arg), b.buf(gx))?.into(),
@@ -762,13 +785,20 @@ fn plan_conv(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Where a planned batch norm writes: y, or the max pooling of y (y's index is not stored).
+enum BnTo {
+    Y(usize),
+    Pool { w: usize, y: usize, arg: usize },
+}
+
+#[allow(clippy::too_many_arguments)]
 fn plan_bn(
     b: &mut B<'_>,
     net: &Net,
     bs: &BnShape,
     bi: BnIdx,
     x: usize,
-    y: usize,
+    to: BnTo,
     gy: usize,
     gx: usize,
 ) -> Result<Ops> {
@@ -787,16 +817,16 @@ fn plan_bn(
         dx: b.buf(gx),
     };
     if norm::tex_ok(gpu, bs) {
+        let out = match to {
+            BnTo::Y(y) => norm::BnOut::Y(b.buf(y)),
+            BnTo::Pool { w, y, arg } => norm::BnOut::MaxPool2 {
+                w,
+                y: b.buf(y),
+                arg: b.buf(arg),
+            },
+        };
         let (f, xv) = norm::forward_tex(
-            gpu,
-            bs,
-            b.train,
-            bw.x,
-            bw.stats,
-            running,
-            bw.gamma,
-            bw.beta,
-            b.buf(y),
+            gpu, bs, b.train, bw.x, bw.stats, running, bw.gamma, bw.beta, out,
         )?;
         let bwd = match b.train {
             true => Some(norm::backward_tex(gpu, bs, &bw, &xv)?),
@@ -804,6 +834,9 @@ fn plan_bn(
         };
         return Ok((f, bwd));
     }
+    let BnTo::Y(y) = to else {
+        unreachable!("the plan fuses pooling only where norm::pool_ok holds, so tex_ok does")
+    };
     let st = norm::stats(gpu, bs, b.train, bw.x, bw.stats, running)?;
     let ap = norm::apply(gpu, bs, bw.x, bw.stats, bw.gamma, bw.beta, b.buf(y))?;
     let f = one(vec![st, ap]);
@@ -1083,9 +1116,9 @@ fn plan_block(
     let (c1, a1, c2, a2) = (t()?, t()?, t()?, t()?);
     let (gc1, ga1, gc2, gpre) = (t()?, t()?, t()?, t()?);
     let conv1 = plan_conv(b, net, &c1s, w1, x, c1, gc1, gx, false)?;
-    let bn1o = plan_bn(b, net, &bs1, bn1, c1, a1, ga1, gc1)?;
+    let bn1o = plan_bn(b, net, &bs1, bn1, c1, BnTo::Y(a1), ga1, gc1)?;
     let conv2 = plan_conv(b, net, &c2s, w2, a1, c2, gc2, Some(ga1), false)?;
-    let bn2o = plan_bn(b, net, &bs2, bn2, c2, a2, gpre, gc2)?;
+    let bn2o = plan_bn(b, net, &bs2, bn2, c2, BnTo::Y(a2), gpre, gc2)?;
     // Forward in order; backward collected in execution order, then pushed reversed (the plan
     // runs its backward list from the end).
     let mut fwd = vec![conv1.0, bn1o.0, conv2.0, bn2o.0];
@@ -1124,7 +1157,7 @@ fn plan_block(
                 hw: oh * ow,
                 relu: false,
             };
-            let sbn = plan_bn(b, net, &bss, bns, cs, as_, gpre, gcs)?;
+            let sbn = plan_bn(b, net, &bss, bns, cs, BnTo::Y(as_), gpre, gcs)?;
             fwd.push(sconv.0);
             fwd.push(sbn.0);
             bwd_exec.extend([sbn.1, sconv.1].into_iter().flatten());

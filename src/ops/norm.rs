@@ -20,7 +20,8 @@ crate::gpu_params!(
         pub relu: u32,
         pub eps: f32,
         pub momentum: f32,
-        pub _pad0: u32,
+        /// bn_pool_tex: the input's width.
+        pub w: u32,
         pub _pad1: u32,
     }
 );
@@ -211,8 +212,30 @@ fn check_len(what: &str, b: &wgpu::Buffer, floats: usize) -> Result<()> {
     Ok(())
 }
 
-/// The forward pass from a texture: copy x, statistics (batch or running), apply. Returns the op
-/// and the view of x's texture, which [`backward_tex`] reads.
+/// Where [`forward_tex`] writes.
+#[derive(Copy, Clone)]
+pub enum BnOut<'a> {
+    /// y = bn(x) (N x C x HW), by bn_apply_tex.
+    Y(&'a wgpu::Buffer),
+    /// The 2x2, stride-2 (floor) max pooling of y over rows of `w` floats, by bn_pool_tex: the
+    /// pooled values and their argmax, as `pool::max_fwd` would write them from y; y itself is
+    /// never stored. See [`pool_ok`].
+    MaxPool2 {
+        w: usize,
+        y: &'a wgpu::Buffer,
+        arg: &'a wgpu::Buffer,
+    },
+}
+
+/// Whether bn_pool_tex runs `s` with rows of `w`: the texture path, and an even `w` that divides
+/// H*W into at least two rows.
+pub fn pool_ok(gpu: &Gpu, s: &BnShape, w: usize) -> bool {
+    tex_ok(gpu, s) && w > 0 && w.is_multiple_of(2) && s.hw.is_multiple_of(w) && s.hw / w >= 2
+}
+
+/// The forward pass from a texture: copy x, statistics (batch or running), then apply (or apply
+/// and pool, see [`BnOut`]). Returns the op and the view of x's texture, which [`backward_tex`]
+/// reads.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_tex(
     gpu: &Gpu,
@@ -223,11 +246,10 @@ pub fn forward_tex(
     running: &wgpu::Buffer,
     gamma: &wgpu::Buffer,
     beta: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    out: BnOut<'_>,
 ) -> Result<(Op, wgpu::TextureView)> {
     s.check()?;
     check_len("x", x, s.len())?;
-    check_len("y", y, s.len())?;
     let (copy, tex, view) = crate::ops::conv::act_texture_copy(gpu, "bn x texture", x, s.len() / 4);
     let stats_d = if train {
         let spec = KernelSpec::new(
@@ -251,31 +273,85 @@ pub fn forward_tex(
     } else {
         stats(gpu, s, false, x, st, running)?
     };
-    let spec = KernelSpec::new(
-        ShaderId::Norm,
-        "bn_apply_tex",
-        &[
-            Binding::Uniform,
-            Binding::ReadWrite,
-            Binding::TexRead,
-            Binding::Read,
-            Binding::Read,
-            Binding::Read,
-        ],
-    );
-    let apply_d = Dispatch::with_resources(
-        gpu,
-        &spec,
-        &s.params(),
-        &[
-            Res::from(y),
-            Res::View(&view),
-            Res::from(st),
-            Res::from(gamma),
-            Res::from(beta),
-        ],
-        grid_for(gpu, s.n * s.c, 64),
-    )?;
+    let apply_d = match out {
+        BnOut::Y(y) => {
+            check_len("y", y, s.len())?;
+            let spec = KernelSpec::new(
+                ShaderId::Norm,
+                "bn_apply_tex",
+                &[
+                    Binding::Uniform,
+                    Binding::ReadWrite,
+                    Binding::TexRead,
+                    Binding::Read,
+                    Binding::Read,
+                    Binding::Read,
+                ],
+            );
+            Dispatch::with_resources(
+                gpu,
+                &spec,
+                &s.params(),
+                &[
+                    Res::from(y),
+                    Res::View(&view),
+                    Res::from(st),
+                    Res::from(gamma),
+                    Res::from(beta),
+                ],
+                grid_for(gpu, s.n * s.c, 64),
+            )?
+        }
+        BnOut::MaxPool2 { w, y, arg } => {
+            if !pool_ok(gpu, s, w) {
+                return Err(Error::Shape {
+                    op: "bn_pool_tex",
+                    msg: format!(
+                        "{s:?} with rows of {w}: needs an even width that divides H*W, H >= 2"
+                    ),
+                });
+            }
+            let pooled = s.n * s.c * (s.hw / w / 2) * (w / 2);
+            check_len("pooled y", y, pooled)?;
+            if arg.size() < (pooled * 4) as u64 {
+                return Err(Error::Shape {
+                    op: "bn_pool_tex",
+                    msg: format!("argmax holds {} values, needs {pooled}", arg.size() / 4),
+                });
+            }
+            let spec = KernelSpec::new(
+                ShaderId::Norm,
+                "bn_pool_tex",
+                &[
+                    Binding::Uniform,
+                    Binding::ReadWrite,
+                    Binding::ReadWrite,
+                    Binding::TexRead,
+                    Binding::Read,
+                    Binding::Read,
+                    Binding::Read,
+                ],
+            );
+            let params = BnParams {
+                w: w as u32,
+                ..s.params()
+            };
+            Dispatch::with_resources(
+                gpu,
+                &spec,
+                &params,
+                &[
+                    Res::from(y),
+                    Res::from(arg),
+                    Res::View(&view),
+                    Res::from(st),
+                    Res::from(gamma),
+                    Res::from(beta),
+                ],
+                grid_for(gpu, s.n * s.c * (s.hw / w / 2), 64),
+            )?
+        }
+    };
     Ok((
         Op {
             steps: vec![copy, stats_d.into(), apply_d.into()],
