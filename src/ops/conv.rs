@@ -677,12 +677,12 @@ fn bwd_weight_tex(
     };
     let gy = (s.cout as u32).div_ceil(8);
     let items = (s.n * oh * ow4) as u32;
-    // at least 64 workgroups, and at most 32768 items per invocation (llvmpipe ends an
-    // invocation after 65,535 loop iterations)
+    // enough workgroups to fill the device (dw_groups), and at most 32768 items per invocation
+    // (llvmpipe ends an invocation after 65,535 loop iterations)
     let slices = if accumulate {
         1
     } else {
-        64u32
+        dw_groups(gpu)
             .div_ceil(gx * gy)
             .max(items.div_ceil(32768))
             .clamp(1, items)
@@ -1015,6 +1015,20 @@ fn partials(
         &out,
     )?;
     Ok((partial, r))
+}
+
+/// The workgroups a texture backward-weight kernel aims for: slicing its sum over the output
+/// positions adds partial sums and a reduce_outer_sum, so it slices only to fill the device. A
+/// CPU-backed device runs a workgroup per thread at a time, and its threads (llvmpipe's default)
+/// are the host's: 4 workgroups per thread balance them; otherwise 64.
+fn dw_groups(gpu: &Gpu) -> u32 {
+    match gpu.info.device_type {
+        wgpu::DeviceType::Cpu => {
+            let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+            (4 * threads as u32).clamp(4, 64)
+        }
+        _ => 64,
+    }
 }
 
 /// Runs a sliced backward-weight kernel: straight into `dw` with one slice, else into partial sums
