@@ -38,7 +38,9 @@ struct BnParams {
 @group(0) @binding(2) var<storage, read> sx: array<f32>;
 @group(0) @binding(3) var<storage, read_write> running: array<f32>;  // [mean(C), var(C)]
 
-const WGR: u32 = 256u;
+// Reduction workgroup size: 256 for the storage-buffer kernels; the texture-fed ones (CPU-backed
+// devices, where a workgroup's tree costs more than its loads) are built with 64.
+override WGR: u32 = 256u;
 var<workgroup> red0: array<f32, WGR>;
 var<workgroup> red1: array<f32, WGR>;
 
@@ -81,7 +83,7 @@ fn tree2(lid: u32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WGR)
 fn bn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = wg.x;
     let m = p.n * p.hw;
@@ -157,7 +159,7 @@ fn g_of(dy: f32, x: f32, sc: f32, sh: f32) -> f32 {
     return dy;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WGR)
 fn bn_bwd_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = wg.x;
     let st = rstats[c];
@@ -253,7 +255,7 @@ fn ld_sx(t: u32) -> vec4<f32> {
     return textureLoad(tsx, xy.xy, xy.z);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WGR)
 fn bn_stats_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = wg.x;
     let hw4 = p.hw / 4u;
@@ -315,7 +317,7 @@ fn bn_apply_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @group(0) @binding(6) var<storage, read> trgamma: array<f32>;
 @group(0) @binding(7) var<storage, read> trbeta: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WGR)
 fn bn_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = wg.x;
     let hw4 = p.hw / 4u;

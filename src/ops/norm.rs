@@ -66,6 +66,10 @@ impl BnShape {
 
 const WG: u32 = 64;
 
+/// The reduction workgroup of the texture-fed kernels (`WGR`): on CPU-backed devices a
+/// workgroup's fixed tree over 256 lanes costs more than it saves.
+const TEX_WGR: f64 = 64.0;
+
 /// Batch statistics: `stats` (2C) <- (mean, invstd) of `x` when `train`, and `running` (2C:
 /// means then variances) updated; otherwise `stats` <- the running statistics (`x` is bound but
 /// not read).
@@ -261,7 +265,8 @@ pub fn forward_tex(
                 Binding::TexRead,
                 Binding::ReadWrite,
             ],
-        );
+        )
+        .with("WGR", TEX_WGR);
         let g = grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension);
         Dispatch::with_resources(
             gpu,
@@ -387,7 +392,8 @@ pub fn backward_tex(
             Binding::Read,
             Binding::Read,
         ],
-    );
+    )
+    .with("WGR", TEX_WGR);
     let g = grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension);
     let d1 = Dispatch::with_resources(
         gpu,
