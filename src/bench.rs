@@ -646,6 +646,27 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         vec(bs.len() / 4)?,
         Tensor::empty(gpu, "arg", &[bs.len() / 4], crate::gpu::DType::U32)?,
     );
+    if norm::pool_ok(gpu, &bs, ps.w) {
+        // what training runs when a max pooling follows: apply, ReLU and pooling in one kernel
+        // (x read by the statistics and by the pooling; pooled values and argmax written)
+        let out = norm::BnOut::MaxPool2 {
+            w: ps.w,
+            y: &py.buf,
+            arg: &arg.buf,
+        };
+        let (f, _) = norm::forward_tex(
+            gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, out,
+        )?;
+        timed(
+            &mut rows,
+            "bn_fwd",
+            shape.clone(),
+            "relu + maxpool, textures".into(),
+            &f,
+            2.5 * bytes,
+            "GB/s",
+        )?;
+    }
     let op = pool::max_fwd(gpu, &ps, &x.buf, &py.buf, &arg.buf)?.into();
     timed(
         &mut rows,
