@@ -784,7 +784,6 @@ fn plan_conv(
     Ok((f, Some(bw)))
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Where a planned batch norm writes: y, or the max pooling of y (y's index is not stored).
 enum BnTo {
     Y(usize),
