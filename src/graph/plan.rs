@@ -383,12 +383,31 @@ impl Plan {
             bwd: Vec::new(),
             train: opt.is_some(),
         };
+        // A max pooling right after batch norm is computed by the norm's apply kernel
+        // (bn_pool_tex), so that norm's output is never stored: it gets no full-size buffer.
+        let pooled_bn: Vec<bool> = (0..model.layers.len())
+            .map(|i| {
+                let s = if i == 0 { model.input } else { shapes[i - 1] };
+                let Layer::Bn { relu } = model.layers[i] else {
+                    return false;
+                };
+                let bs = BnShape {
+                    n: batch,
+                    c: s.0,
+                    hw: s.1 * s.2,
+                    relu,
+                };
+                matches!(model.layers.get(i + 1), Some(Layer::MaxPool2))
+                    && norm::pool_ok(gpu, &bs, s.2)
+            })
+            .collect();
         let input = b.t(batch * c0 * h0 * w0, DType::F32)?;
         let mut acts = vec![input];
         let mut grads = vec![b.t(batch * c0 * h0 * w0, DType::F32)?];
-        for s in &shapes {
-            acts.push(b.t(batch * s.0 * s.1 * s.2, DType::F32)?);
-            grads.push(b.t(batch * s.0 * s.1 * s.2, DType::F32)?);
+        for (i, s) in shapes.iter().enumerate() {
+            let len = batch * s.0 * s.1 * s.2;
+            acts.push(b.t(if pooled_bn[i] { 1 } else { len }, DType::F32)?);
+            grads.push(b.t(len, DType::F32)?);
         }
         let mut s = model.input;
         let (mut fwd_names, mut bwd_names) = (Vec::new(), Vec::new());
@@ -437,10 +456,7 @@ impl Plan {
                         hw: s.1 * s.2,
                         relu: *relu,
                     };
-                    // A max pooling right after batch norm is computed by the norm's apply
-                    // kernel (bn_pool_tex): its input, y here, is never stored.
-                    let pool_next = matches!(model.layers.get(i + 1), Some(Layer::MaxPool2));
-                    let out = if pool_next && norm::pool_ok(gpu, &bs, s.2) {
+                    let out = if pooled_bn[i] {
                         let (oh, ow) = (s.1 / 2, s.2 / 2);
                         let arg = b.t(batch * s.0 * oh * ow, DType::U32)?;
                         pooled_arg = Some(arg);
