@@ -849,8 +849,12 @@ fn plan_bn(
         };
         return Ok((f, bwd));
     }
+    // The plan fuses pooling only where norm::pool_ok (and so tex_ok) holds.
     let BnTo::Y(y) = to else {
-        unreachable!("the plan fuses pooling only where norm::pool_ok holds, so tex_ok does")
+        return Err(Error::Shape {
+            op: "plan",
+            msg: format!("{bs:?}: batch norm fused with pooling needs the texture kernels"),
+        });
     };
     let st = norm::stats(gpu, bs, b.train, bw.x, bw.stats, running)?;
     let ap = norm::apply(gpu, bs, bw.x, bw.stats, bw.gamma, bw.beta, b.buf(y))?;
