@@ -716,6 +716,111 @@ fn sgd_and_adam_match_twins_and_respect_the_mask() {
     }
 }
 
+/// sgd_multi against one sgd dispatch per tensor (bit for bit) and the CPU twin, with awkward
+/// sizes (1, 3, 5, 1001, 4097), per-tensor weight decay, masked elements, both momentum forms,
+/// and fewer tensors than slots.
+#[test]
+fn sgd_multi_matches_sgd_per_tensor_bit_for_bit() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(11);
+    let sizes = [1001usize, 1, 3, 4097, 5, 64];
+    for (nesterov, count) in [(false, 6usize), (true, 6), (false, 2), (true, 1)] {
+        let mut host = Vec::new();
+        for (k, &n) in sizes[..count].iter().enumerate() {
+            let w = rng.vec(n, -1.0, 1.0);
+            let grad = rng.vec(n, -1.0, 1.0);
+            let mom = rng.vec(n, -0.1, 0.1);
+            let mask: Vec<f32> = (0..n)
+                .map(|i| if (i + k) % 3 == 0 { 0.0 } else { 1.0 })
+                .collect();
+            let wd = if k % 2 == 0 { 5e-4 } else { 0.0 };
+            host.push((w, grad, mom, mask, wd));
+        }
+        let multi: Vec<_> = host
+            .iter()
+            .map(|(w, gr, m, mk, _)| (up(g, w), up(g, m), up(g, gr), up(g, mk)))
+            .collect();
+        let slots: Vec<optim::SgdSlot<'_>> = multi
+            .iter()
+            .zip(&host)
+            .map(|((w, m, gr, mk), h)| optim::SgdSlot {
+                n: h.0.len(),
+                weight_decay: h.4,
+                w: &w.buf,
+                mom: &m.buf,
+                grad: &gr.buf,
+                mask: &mk.buf,
+            })
+            .collect();
+        optim::sgd_multi(g, 0.05, 0.9, nesterov, &slots)
+            .unwrap()
+            .run(g);
+        for (k, ((w, m, _, _), (w0, gr, m0, mk, wd))) in multi.iter().zip(&host).enumerate() {
+            let p = optim::SgdParams {
+                n: w0.len() as u32,
+                nesterov: nesterov as u32,
+                lr: 0.05,
+                momentum: 0.9,
+                weight_decay: *wd,
+                ..Default::default()
+            };
+            let (tw, tm) = (up(g, w0), up(g, m0));
+            optim::sgd(g, &p, &tw.buf, &tm.buf, &up(g, gr).buf, &up(g, mk).buf)
+                .unwrap()
+                .run(g);
+            let (gw, gm) = (w.to_f32(g).unwrap(), m.to_f32(g).unwrap());
+            let (sw, sm) = (tw.to_f32(g).unwrap(), tm.to_f32(g).unwrap());
+            for i in 0..w0.len() {
+                assert_eq!(
+                    gw[i].to_bits(),
+                    sw[i].to_bits(),
+                    "slot {k} (nesterov {nesterov}, {count} slots): w[{i}] {} against sgd's {}",
+                    gw[i],
+                    sw[i]
+                );
+                assert_eq!(gm[i].to_bits(), sm[i].to_bits(), "slot {k}: momentum[{i}]");
+                if mk[i] == 0.0 {
+                    assert_eq!(
+                        gw[i].to_bits(),
+                        w0[i].to_bits(),
+                        "slot {k}: frozen w[{i}] moved"
+                    );
+                } else {
+                    assert_ne!(
+                        gw[i].to_bits(),
+                        w0[i].to_bits(),
+                        "slot {k}: w[{i}] not updated"
+                    );
+                }
+            }
+            let (mut w2, mut m2) = (w0.clone(), m0.clone());
+            reference::optim::sgd(&p, &mut w2, &mut m2, gr, mk);
+            assert_close(&format!("sgd_multi slot {k} w"), &gw, &w2, Tol::STRICT);
+            assert_close(
+                &format!("sgd_multi slot {k} momentum"),
+                &gm,
+                &m2,
+                Tol::STRICT,
+            );
+        }
+    }
+    // seven tensors do not fit one dispatch
+    let t = up(g, &[0.0; 4]);
+    let slot = || optim::SgdSlot {
+        n: 4,
+        weight_decay: 0.0,
+        w: &t.buf,
+        mom: &t.buf,
+        grad: &t.buf,
+        mask: &t.buf,
+    };
+    let seven: Vec<_> = (0..7).map(|_| slot()).collect();
+    let e = optim::sgd_multi(g, 0.1, 0.9, false, &seven)
+        .err()
+        .expect("7 slots");
+    assert!(e.to_string().contains("1 to 6"), "{e}");
+}
+
 #[test]
 fn gather_batch_matches_twin_with_and_without_augmentation() {
     let Some(g) = gpu() else { return };

@@ -131,6 +131,7 @@ fn params_structs_match_their_wgsl_mirrors() {
     check_layout::<incq::ops::pool::PoolParams>();
     check_layout::<incq::ops::loss::LossParams>();
     check_layout::<incq::ops::optim::SgdParams>();
+    check_layout::<incq::ops::optim::SgdMultiParams>();
     check_layout::<incq::ops::optim::AdamParams>();
     check_layout::<incq::ops::data::GatherParams>();
     check_layout::<incq::ops::quant::QuantParams>();

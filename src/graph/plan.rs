@@ -16,7 +16,7 @@ use crate::ops::elementwise::{elementwise, elementwise_op, EwOp};
 use crate::ops::gemm::{gemm, GemmDesc, GemmVariant};
 use crate::ops::linear::{self, Epilogue, Form};
 use crate::ops::norm::{self, BnBwd, BnShape};
-use crate::ops::optim::{self, SgdParams};
+use crate::ops::optim;
 use crate::ops::pool::{self, PoolShape};
 use crate::ops::reduce::{reduce, ReduceOp, ReduceShape};
 use crate::ops::{loss, Dispatch, Op};
@@ -287,7 +287,8 @@ pub struct Plan {
     fwd: Vec<Op>,
     loss: Vec<Dispatch>,
     bwd: Vec<Op>,
-    opt: Vec<(usize, Dispatch)>,
+    /// Optimizer dispatches with the parameters each updates.
+    opt: Vec<(Vec<usize>, Dispatch)>,
     opt_cfg: Option<OptimConfig>,
     /// The layer each forward / backward op belongs to (for profiles).
     fwd_names: Vec<String>,
@@ -584,8 +585,8 @@ impl Plan {
         ];
         let mut optd = Vec::new();
         if let Some(cfg) = opt {
-            for (pi, p) in net.params.iter().enumerate() {
-                let d = if cfg.adam {
+            if cfg.adam {
+                for (pi, p) in net.params.iter().enumerate() {
                     let bufs = optim::AdamBufs {
                         w: &p.w.buf,
                         m: &p.momentum.buf,
@@ -593,18 +594,30 @@ impl Plan {
                         grad: &p.grad.buf,
                         mask: &p.mask.buf,
                     };
-                    optim::adam(gpu, &adam_params(p, &cfg, 1), &bufs)?
-                } else {
-                    optim::sgd(
-                        gpu,
-                        &sgd_params(p, &cfg),
-                        &p.w.buf,
-                        &p.momentum.buf,
-                        &p.grad.buf,
-                        &p.mask.buf,
-                    )?
-                };
-                optd.push((pi, d));
+                    optd.push((vec![pi], optim::adam(gpu, &adam_params(p, &cfg, 1), &bufs)?));
+                }
+            } else {
+                // SGD: up to MULTI_SLOTS tensors per dispatch (one dispatch each would cost a
+                // fixed wake-up per tensor on CPU-backed adapters)
+                let all: Vec<usize> = (0..net.params.len()).collect();
+                for chunk in all.chunks(optim::MULTI_SLOTS) {
+                    let slots: Vec<optim::SgdSlot<'_>> = chunk
+                        .iter()
+                        .map(|&pi| {
+                            let p = &net.params[pi];
+                            optim::SgdSlot {
+                                n: p.len(),
+                                weight_decay: decay(p, &cfg),
+                                w: &p.w.buf,
+                                mom: &p.momentum.buf,
+                                grad: &p.grad.buf,
+                                mask: &p.mask.buf,
+                            }
+                        })
+                        .collect();
+                    let d = optim::sgd_multi(gpu, cfg.lr, cfg.momentum, cfg.nesterov, &slots)?;
+                    optd.push((chunk.to_vec(), d));
+                }
             }
         }
         let tensors = b.tensors;
@@ -694,12 +707,16 @@ impl Plan {
         if let Some(cfg) = self.opt_cfg.as_mut() {
             cfg.lr = lr;
             let cfg = *cfg;
-            for (pi, d) in &self.opt {
-                let p = &net.params[*pi];
+            for (pis, d) in &self.opt {
                 if cfg.adam {
-                    d.set_params(gpu, &adam_params(p, &cfg, step.max(1)));
+                    d.set_params(gpu, &adam_params(&net.params[pis[0]], &cfg, step.max(1)));
                 } else {
-                    d.set_params(gpu, &sgd_params(p, &cfg));
+                    let slots: Vec<(usize, f32)> = pis
+                        .iter()
+                        .map(|&pi| (net.params[pi].len(), decay(&net.params[pi], &cfg)))
+                        .collect();
+                    let p = optim::sgd_multi_params(cfg.lr, cfg.momentum, cfg.nesterov, &slots);
+                    d.set_params(gpu, &p);
                 }
             }
         }
@@ -744,19 +761,17 @@ fn adam_params(p: &Param, cfg: &OptimConfig, t: u32) -> optim::AdamParams {
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
-        weight_decay: if p.decay { cfg.weight_decay } else { 0.0 },
+        weight_decay: decay(p, cfg),
         ..Default::default()
     }
 }
 
-fn sgd_params(p: &Param, cfg: &OptimConfig) -> SgdParams {
-    SgdParams {
-        n: p.len() as u32,
-        nesterov: cfg.nesterov as u32,
-        lr: cfg.lr,
-        momentum: cfg.momentum,
-        weight_decay: if p.decay { cfg.weight_decay } else { 0.0 },
-        ..Default::default()
+/// The weight decay of parameter `p` (conv and linear weights only).
+fn decay(p: &Param, cfg: &OptimConfig) -> f32 {
+    if p.decay {
+        cfg.weight_decay
+    } else {
+        0.0
     }
 }
 

@@ -1,5 +1,6 @@
 //! Optimizer kernels (shaders/optim.wgsl): SGD with momentum, weight decay and optional
-//! Nesterov, and Adam; both multiply the update by a per-element mask.
+//! Nesterov (one tensor per dispatch, or up to [`MULTI_SLOTS`] tensors in one), and Adam; both
+//! multiply the update by a per-element mask.
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
@@ -40,7 +41,139 @@ crate::gpu_params!(
     }
 );
 
+crate::gpu_params!(
+    ShaderId::Optim,
+    /// Mirrors `SgdMultiParams`: `ends[k]` is the cumulative vec4 count of slots 0..=k, `decay[k]`
+    /// slot k's weight decay.
+    pub struct SgdMultiParams {
+        pub nesterov: u32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+        pub _pad2: u32,
+        pub lr: f32,
+        pub momentum: f32,
+        pub _pad3: f32,
+        pub _pad4: f32,
+        pub ends: [u32; 8],
+        pub decay: [f32; 8],
+    }
+);
+
+/// Tensors one `sgd_multi` dispatch updates (`MULTI_SLOTS` in shaders/optim.wgsl).
+pub const MULTI_SLOTS: usize = 6;
+
 const WG: u32 = 256;
+
+/// One tensor of a multi-tensor SGD step: its element count, weight decay and buffers.
+pub struct SgdSlot<'a> {
+    pub n: usize,
+    pub weight_decay: f32,
+    pub w: &'a wgpu::Buffer,
+    pub mom: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+    pub mask: &'a wgpu::Buffer,
+}
+
+/// The params of an `sgd_multi` dispatch over `slots` (the learning rate, momentum and Nesterov
+/// flag are shared; [`Dispatch::set_params`] rewrites them as the schedule moves).
+pub fn sgd_multi_params(
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    slots: &[(usize, f32)],
+) -> SgdMultiParams {
+    let mut p = SgdMultiParams {
+        nesterov: nesterov as u32,
+        lr,
+        momentum,
+        ..Default::default()
+    };
+    let mut end = 0u32;
+    for k in 0..MULTI_SLOTS {
+        if let Some(&(n, wd)) = slots.get(k) {
+            end += n.div_ceil(4) as u32;
+            p.decay[k] = wd;
+        }
+        p.ends[k] = end;
+    }
+    p
+}
+
+/// One SGD step on up to [`MULTI_SLOTS`] tensors in a single dispatch, with the same arithmetic
+/// (and so the same bits) as [`sgd`] on each.
+pub fn sgd_multi(
+    gpu: &Gpu,
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    slots: &[SgdSlot<'_>],
+) -> Result<Dispatch> {
+    if slots.is_empty() || slots.len() > MULTI_SLOTS {
+        return Err(Error::Shape {
+            op: "sgd_multi",
+            msg: format!(
+                "{} tensors; one dispatch takes 1 to {MULTI_SLOTS}",
+                slots.len()
+            ),
+        });
+    }
+    for s in slots {
+        check_sizes("sgd_multi", s.n, &[s.w, s.mom, s.grad, s.mask])?;
+    }
+    const SLOT: [Binding; 4] = [
+        Binding::ReadWrite,
+        Binding::ReadWrite,
+        Binding::Read,
+        Binding::Read,
+    ];
+    const BINDINGS: [Binding; 1 + 4 * MULTI_SLOTS] = {
+        let mut b = [Binding::Uniform; 1 + 4 * MULTI_SLOTS];
+        let mut i = 1;
+        while i < b.len() {
+            b[i] = SLOT[(i - 1) % 4];
+            i += 1;
+        }
+        b
+    };
+    let spec = KernelSpec::new(ShaderId::Optim, "sgd_multi", &BINDINGS).with("WG", f64::from(WG));
+    // unused slots: tiny buffers of their own (never read: their range of the grid is empty)
+    let dummies: Vec<wgpu::Buffer> = (0..4 * (MULTI_SLOTS - slots.len()))
+        .map(|_| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sgd_multi unused slot"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        })
+        .collect();
+    let mut bufs: Vec<&wgpu::Buffer> = Vec::new();
+    for s in slots {
+        bufs.extend([s.w, s.mom, s.grad, s.mask]);
+    }
+    bufs.extend(dummies.iter());
+    let shape: Vec<(usize, f32)> = slots.iter().map(|s| (s.n, s.weight_decay)).collect();
+    let p = sgd_multi_params(lr, momentum, nesterov, &shape);
+    let total = p.ends[MULTI_SLOTS - 1] as usize;
+    Dispatch::new(gpu, &spec, &p, &bufs, grid_for(gpu, total.max(1), WG))
+}
+
+fn check_sizes(op: &'static str, n: usize, bufs: &[&wgpu::Buffer; 4]) -> Result<()> {
+    let n4 = n.div_ceil(4);
+    for (what, b) in ["w", "momentum", "grad", "mask"].iter().zip(bufs) {
+        if b.size() < (n4 * 16) as u64 {
+            return Err(Error::Shape {
+                op,
+                msg: format!(
+                    "{what} holds {} bytes; {n} elements need {} (vec4-padded)",
+                    b.size(),
+                    n4 * 16
+                ),
+            });
+        }
+    }
+    Ok(())
+}
 
 /// One SGD step on `w` with momentum buffer `mom`.
 pub fn sgd(
@@ -63,20 +196,8 @@ pub fn sgd(
         ],
     )
     .with("WG", f64::from(WG));
+    check_sizes("sgd", p.n as usize, &[w, mom, grad, mask])?;
     let n4 = (p.n as usize).div_ceil(4);
-    for (what, b) in [("w", w), ("momentum", mom), ("grad", grad), ("mask", mask)] {
-        if b.size() < (n4 * 16) as u64 {
-            return Err(Error::Shape {
-                op: "sgd",
-                msg: format!(
-                    "{what} holds {} bytes; {} elements need {} (vec4-padded)",
-                    b.size(),
-                    p.n,
-                    n4 * 16
-                ),
-            });
-        }
-    }
     Dispatch::new(gpu, &spec, p, &[w, mom, grad, mask], grid_for(gpu, n4, WG))
 }
 
