@@ -41,6 +41,8 @@
 // and ceil(cout/CO)*CO rows high. Then:
 //  - pack_act: r < n*cin*h and j < w4, and only columns 4j + e < w are read, so the source index
 //    is < n*cin*h*w; texel r*w4 + j < n*cin*h*w4 exists;
+//  - pack_act2 (w even): as pack_act; column 4j < w so 4j + 1 < w, and the second pair is read
+//    only when 4j + 2 < w, so 4j + 3 < w; r*w + 4j is even, so the vec2 index is exact;
 //  - pack_wt: returns unless (g.x, g.y) is inside the texture; reads only when co < cout and
 //    ci < cin, so the OIHW index is < cout*cin*K*K (flipped or not);
 //  - conv_bwd_data2_tex: as conv_tex, with dy in the input's place (fetch_x falls back to texel 0)
@@ -103,6 +105,28 @@ fn pack_act(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups
     v = select(vec4<f32>(0.0), v, col < vec4<u32>(p.w));
     let xy = texel_xy(r * p.w4 + j);
     textureStore(act_out, xy.xy, xy.z, v);
+}
+
+// pack_act2: pack_act for an even p.w, with two vec2 loads per texel instead of four scalar
+// loads (llvmpipe loads a vec2 from a storage buffer for about the price of a float).
+@group(0) @binding(1) var act2_out: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(2) var<storage, read> act2_src: array<vec2<f32>>;
+
+@compute @workgroup_size(64)
+fn pack_act2(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = g.x + g.y * nwg.x * 64u;
+    if (r >= p.n * p.cin * p.h) {
+        return;
+    }
+    let j = g.z;
+    let o = (r * p.w + 4u * j) / 2u;
+    let a = act2_src[o];
+    var b = vec2<f32>(0.0);
+    if (4u * j + 2u < p.w) {
+        b = act2_src[o + 1u];
+    }
+    let xy = texel_xy(r * p.w4 + j);
+    textureStore(act2_out, xy.xy, xy.z, vec4<f32>(a, b));
 }
 
 // ---------------------------------------------------------------------------------------------

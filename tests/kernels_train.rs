@@ -67,8 +67,9 @@ fn conv2d_sg_kernels_match_twins() {
     conv_variant_matches_twins(ConvVariant::Subgroup);
 }
 
-/// The texture-fed conv kernels at 8 and 16 channels per invocation: pack_act (or the copy that
-/// fills row textures of a multiple of 4 columns), pack_wt, conv_tex and conv_tex4 (forward, and
+/// The texture-fed conv kernels at 8 and 16 channels per invocation: pack_act and pack_act2 (odd
+/// and even widths; or the copy that fills row textures of a multiple of 4 columns), pack_wt,
+/// conv_tex and conv_tex4 (forward, and
 /// backward-data at stride 1), conv_bwd_data2_tex (backward-data at stride 2), pack_act_c4,
 /// pack_c4_from_rows and conv_dw_tex (backward-weight), alone and through conv::bwd.
 #[test]

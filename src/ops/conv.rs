@@ -439,7 +439,7 @@ fn pack_kernel(
 /// An NCHW activation of rows of `cols` columns in a row texture (`texels` texels): where rows are
 /// a multiple of 4 columns the texels are the buffer's vec4s in order and a transfer command fills
 /// it (about 1 ms for 8 MiB on lavapipe, against 11 for a kernel that loads and stores every
-/// texel); otherwise pack_act pads each row.
+/// texel); otherwise pack_act (pack_act2 at even widths) pads each row.
 fn pack_rows(
     gpu: &Gpu,
     label: &str,
@@ -465,7 +465,13 @@ fn pack_rows(
     }
     // invocation = (row, texel): rows over x (and y past the grid's width), texels over z
     let [gx, gy, _] = grid_for(gpu, rows, 64);
-    pack_kernel(gpu, "pack_act", label, p, texels, src, [gx, gy, w4 as u32])
+    // even rows: two vec2 loads per texel
+    let entry = if cols.is_multiple_of(2) {
+        "pack_act2"
+    } else {
+        "pack_act"
+    };
+    pack_kernel(gpu, entry, label, p, texels, src, [gx, gy, w4 as u32])
 }
 
 /// A row-major [rows][cols] matrix in a row texture (rows padded with zeros to ceil(cols/4)
