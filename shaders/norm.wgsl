@@ -226,7 +226,9 @@ fn bn_bwd_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 //  - bn_stats_tex: one workgroup per channel, one shifted pass -> stats, running statistics;
 //  - bn_apply_tex: one invocation per (n, c) row: y = x * scale + shift (then ReLU), vec4 stores;
 //  - bn_bwd_reduce_tex: one workgroup per channel: dgamma, dbeta;
-//  - bn_bwd_dx_tex: one invocation per (n, c) row: dx, vec4 stores.
+//  - bn_bwd_dx_tex: one invocation per (n, c) row: dx, vec4 stores;
+//  - bn_pool_tex / bn_pool_rows_tex: apply, ReLU and 2x2 max pooling in one pass (below);
+//  - bn_bwd_dx_rows_tex: dx straight into the row texture of the conv whose dy it is (below).
 
 fn texel_xy(t: u32) -> vec3<u32> {
     let row = t >> 11u;
@@ -376,6 +378,56 @@ fn bn_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 }
 
 // ---------------------------------------------------------------------------------------------
+// bn_bwd_dx_rows_tex: bn_bwd_dx_tex writing dx into a row texture in the layout of conv_tex.wgsl's
+// pack_act (rows of p.w columns, ceil(p.w / 4) texels each, zeros past p.w) for the texture-fed
+// conv whose dy it is, so that conv packs nothing. One invocation per (n, c) plane, as
+// bn_bwd_dx_tex. p.w is even and H*W a multiple of 4, so the 4 columns f .. f + 3 of a row texel
+// are x's (and dy's) texel f / 4, or straddle texels f / 4 and f / 4 + 1 at offset 2; the second
+// is fetched only when the texel holds more than 2 columns of the row, so never past the plane.
+@group(0) @binding(1) var tdx_rows: texture_storage_2d_array<rgba32float, write>;
+
+fn quad(t: texture_storage_2d_array<rgba32float, read>, f: u32, second: bool) -> vec4<f32> {
+    let xy = texel_xy(f >> 2u);
+    let a = textureLoad(t, xy.xy, xy.z);
+    if ((f & 2u) == 0u) { return a; }
+    var b = vec4<f32>(0.0);
+    if (second) {
+        let xy1 = texel_xy((f >> 2u) + 1u);
+        b = textureLoad(t, xy1.xy, xy1.z);
+    }
+    return vec4<f32>(a.zw, b.xy);
+}
+
+@compute @workgroup_size(64)
+fn bn_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 64u;
+    if (row >= p.n * p.c) { return; }
+    let c = row % p.c;
+    let st = tdx_stats[c];
+    let m = f32(p.n * p.hw);
+    let k = tdx_gamma[c] * st.y;
+    let sc = st.y * tdx_gamma[c];
+    let sh = tdx_beta[c] - st.x * sc;
+    let mb = tdx_dbeta[c] / m;
+    let mg = tdx_dgamma[c] / m;
+    let h = p.hw / p.w;
+    let w4 = (p.w + 3u) / 4u;
+    for (var ih = 0u; ih < h; ih++) {
+        for (var j = 0u; j < w4; j++) {
+            let f = row * p.hw + ih * p.w + 4u * j;
+            let second = 4u * j + 2u < p.w;
+            let x = quad(tdx_x, f, second);
+            let g = g4_of(quad(tdx_dy, f, second), x, sc, sh);
+            let xhat = (x - vec4<f32>(st.x)) * st.y;
+            let col = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+            let v = select(vec4<f32>(0.0), k * (g - vec4<f32>(mb) - xhat * mg), col < vec4<u32>(p.w));
+            let xy = texel_xy((row * h + ih) * w4 + j);
+            textureStore(tdx_rows, xy.xy, xy.z, v);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // bn_pool_tex: out pooled y, argmax (0..3, row-major in the window, first maximum wins); in x
 // (texture), stats, gamma, beta. One invocation per pooled row (n, c, oh) of p.w / 2 windows, so
 // the index arithmetic (a vector integer division is scalar code on CPU-backed devices) is paid
@@ -396,6 +448,41 @@ fn bn_pair(f: u32, sc: f32, sh: f32) -> vec2<f32> {
     return select(y, max(y, vec2<f32>(0.0)), p.relu != 0u);
 }
 
+// The max of bn(x) over the 2x2 window whose top-left float is f (rows of p.w floats), and its
+// argmax (0..3, row-major in the window, first maximum wins).
+struct PoolWin {
+    best: f32,
+    arg: u32,
+}
+
+fn argmax4(a: vec2<f32>, b: vec2<f32>) -> PoolWin {
+    var best = a.x;
+    var arg = 0u;
+    if (a.y > best) { best = a.y; arg = 1u; }
+    if (b.x > best) { best = b.x; arg = 2u; }
+    if (b.y > best) { best = b.y; arg = 3u; }
+    return PoolWin(best, arg);
+}
+
+fn pool_window(f: u32, sc: f32, sh: f32) -> PoolWin {
+    return argmax4(bn_pair(f, sc, sh), bn_pair(f + p.w, sc, sh));
+}
+
+// bn(x) of a whole texel, as bn_pair computes each pair
+fn bn_texel(t: u32, sc: f32, sh: f32) -> vec4<f32> {
+    let xy = texel_xy(t);
+    let y = fma(textureLoad(tpx, xy.xy, xy.z), vec4<f32>(sc), vec4<f32>(sh));
+    return select(y, max(y, vec4<f32>(0.0)), p.relu != 0u);
+}
+
+// bn(x) at the 4 floats f .. f + 3 (f even): one texel, or two halves
+fn bn_quad(f: u32, sc: f32, sh: f32) -> vec4<f32> {
+    let a = bn_texel(f >> 2u, sc, sh);
+    if ((f & 2u) == 0u) { return a; }
+    let b = bn_texel((f >> 2u) + 1u, sc, sh);
+    return vec4<f32>(a.zw, b.xy);
+}
+
 @compute @workgroup_size(64)
 fn bn_pool_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let oh = p.hw / p.w / 2u;
@@ -410,14 +497,53 @@ fn bn_pool_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let top = nc * p.hw + 2u * (r - nc * oh) * p.w;
     let o0 = r * ow;
     for (var j = 0u; j < ow; j++) {
-        let a = bn_pair(top + 2u * j, sc, sh);
-        let b = bn_pair(top + p.w + 2u * j, sc, sh);
-        var best = a.x;
-        var arg = 0u;
-        if (a.y > best) { best = a.y; arg = 1u; }
-        if (b.x > best) { best = b.x; arg = 2u; }
-        if (b.y > best) { best = b.y; arg = 3u; }
-        tpy[o0 + j] = best;
-        tparg[o0 + j] = arg;
+        let win = pool_window(top + 2u * j, sc, sh);
+        tpy[o0 + j] = win.best;
+        tparg[o0 + j] = win.arg;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bn_pool_rows_tex: bn_pool_tex writing the pooled values into a row texture instead of a
+// buffer, in the layout of conv_tex.wgsl's pack_act (texel r * ow4 + j holds columns 4j .. 4j + 3
+// of pooled row r, zeros past ow), for the texture-fed conv that reads them; the argmax as
+// bn_pool_tex. One texel store per 4 windows instead of 4 float stores, and no packing kernel.
+@group(0) @binding(1) var tqy: texture_storage_2d_array<rgba32float, write>;
+
+@compute @workgroup_size(64)
+fn bn_pool_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let oh = p.hw / p.w / 2u;
+    let ow = p.w / 2u;
+    let ow4 = (ow + 3u) / 4u;
+    let r = gid.x + gid.y * nwg.x * 64u;
+    if (r >= p.n * p.c * oh) { return; }
+    let nc = r / oh;
+    let c = nc % p.c;
+    let st = tpstats[c];
+    let sc = st.y * tpgamma[c];
+    let sh = tpbeta[c] - st.x * sc;
+    let top = nc * p.hw + 2u * (r - nc * oh) * p.w;
+    let o0 = r * ow;
+    // top % 4 == 0 (p.w even, H*W a multiple of 4), so output texel j's 4 windows are floats
+    // top + 8j .. + 7 of the top window row and the same p.w floats on; columns past the row are
+    // masked
+    for (var j = 0u; j < ow4; j++) {
+        let a0 = bn_quad(top + 8u * j, sc, sh);
+        let a1 = bn_quad(top + 8u * j + 4u, sc, sh);
+        let b0 = bn_quad(top + p.w + 8u * j, sc, sh);
+        let b1 = bn_quad(top + p.w + 8u * j + 4u, sc, sh);
+        let col = 4u * j;
+        let q0 = argmax4(a0.xy, b0.xy);
+        let q1 = argmax4(a0.zw, b0.zw);
+        let q2 = argmax4(a1.xy, b1.xy);
+        let q3 = argmax4(a1.zw, b1.zw);
+        tparg[o0 + col] = q0.arg;
+        if (col + 1u < ow) { tparg[o0 + col + 1u] = q1.arg; }
+        if (col + 2u < ow) { tparg[o0 + col + 2u] = q2.arg; }
+        if (col + 3u < ow) { tparg[o0 + col + 3u] = q3.arg; }
+        let v = vec4<f32>(q0.best, q1.best, q2.best, q3.best);
+        let keep = vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(ow);
+        let xy = texel_xy(r * ow4 + j);
+        textureStore(tqy, xy.xy, xy.z, select(vec4<f32>(0.0), v, keep));
     }
 }

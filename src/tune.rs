@@ -207,6 +207,7 @@ impl Tuner {
                     &w.buf,
                     &dw.buf,
                     Some((&dx.buf, false)),
+                    None,
                 )?,
             ];
             let tm = time_pass(gpu, "tune conv", 1, 3, false, &|p| {

@@ -206,9 +206,20 @@ fn conv_variant_matches_twins(v: ConvVariant) {
         f.run(g);
         for (dw_out, dx) in [(&tdw2, Some((&tdx2.buf, false))), (&tdw3, None)] {
             let (x, w) = (&tx.buf, &tw.buf);
-            conv::bwd(g, v, &s, &tdy.buf, x, x_rows.as_ref(), w, &dw_out.buf, dx)
-                .unwrap()
-                .run(g);
+            conv::bwd(
+                g,
+                v,
+                &s,
+                &tdy.buf,
+                x,
+                x_rows.as_ref(),
+                w,
+                &dw_out.buf,
+                dx,
+                None,
+            )
+            .unwrap()
+            .run(g);
         }
         assert_close(
             &format!("conv bwd without dx: dw {s:?}"),
@@ -960,4 +971,316 @@ fn bn_pool_tex_matches_the_unfused_path() {
         g, &s, true, &x.buf, &st.buf, &tr.buf, &one.buf, &one.buf, bad,
     );
     assert!(r.is_err(), "bn_pool_tex accepted rows of 3");
+}
+
+/// Fills an rgba32float texture (one array layer) with `texels` texels of `data` (4 floats each,
+/// texel t at x = t % 2048, row t / 2048) and `fill` bits everywhere else.
+fn write_rows_texture(g: &incq::Gpu, tex: &wgpu::Texture, data: &[f32], fill: u32) {
+    assert_eq!(
+        tex.depth_or_array_layers(),
+        1,
+        "test textures hold one layer"
+    );
+    let (w, h) = (tex.width() as usize, tex.height() as usize);
+    let mut all = vec![f32::from_bits(fill); w * h * 4];
+    all[..data.len()].copy_from_slice(data);
+    g.queue.write_texture(
+        tex.as_image_copy(),
+        bytemuck::cast_slice(&all),
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some((w * 16) as u32),
+            rows_per_image: Some(h as u32),
+        },
+        tex.size(),
+    );
+}
+
+/// NCHW values as rows of ceil(w/4) texels (pack_act's layout), zeros past each row.
+fn to_rows(v: &[f32], rows: usize, w: usize) -> Vec<f32> {
+    let w4 = w.div_ceil(4);
+    let mut out = vec![0.0; rows * w4 * 4];
+    for r in 0..rows {
+        out[r * w4 * 4..r * w4 * 4 + w].copy_from_slice(&v[r * w..(r + 1) * w]);
+    }
+    out
+}
+
+/// bn_pool_rows_tex and bn_bwd_dx_rows_tex (the batch norm writing the next conv's input, or the
+/// previous conv's dy, straight into a row texture) against bn_pool_tex and bn_bwd_dx_tex: the
+/// same bits in pack_act's row layout, zeros past each row, the same argmax and dgamma/dbeta.
+/// The textures and the argmax are poisoned first. Widths 28, 10 (pooled rows 14 and 5: both
+/// texel parities of the second window row), 12, 6, 2 and 14; batch 1; eval statistics.
+#[test]
+fn bn_rows_kernels_match_the_buffer_paths() {
+    let Some(g) = gpu() else { return };
+    let cases = [
+        (64, 6, 28, 28, true, true),
+        (64, 16, 10, 10, true, true),
+        (3, 5, 8, 12, true, true),
+        (5, 7, 4, 6, true, false),
+        (2, 3, 6, 2, false, true),
+        (1, 1, 2, 14, true, true),
+    ];
+    for (t, &(n, c, h, w, relu, train)) in cases.iter().enumerate() {
+        let s = BnShape {
+            n,
+            c,
+            hw: h * w,
+            relu,
+        };
+        if !norm::pool_ok(g, &s, w) {
+            eprintln!("bn_pool_rows_tex: not selected on this adapter (not CPU-backed)");
+            return;
+        }
+        let what = format!("{s:?} rows of {w} train {train}");
+        let mut rng = Rng::new(300 + t as u64);
+        let x: Vec<f32> = (0..s.len()).map(|_| rng.normal() * 2.0 + 0.5).collect();
+        let gamma = rng.vec(c, 0.5, 1.5);
+        let beta = rng.vec(c, -0.5, 0.5);
+        let running = [rng.vec(c, -0.1, 0.1), rng.vec(c, 0.9, 1.1)].concat();
+        let dy = rng.vec(s.len(), -1.0, 1.0);
+        let (tx, tg, tb, tdy) = (up(g, &x), up(g, &gamma), up(g, &beta), up(g, &dy));
+        let (oh, ow) = (h / 2, w / 2);
+        let m = n * c * oh * ow;
+
+        // forward: pooled values into a buffer, then into a row texture
+        let (st1, tpy) = (out(g, 2 * c), out(g, m));
+        let targ1 = Tensor::empty(g, "arg", &[m], DType::U32).unwrap();
+        let targ2 = Tensor::empty(g, "arg", &[m], DType::U32).unwrap();
+        targ2.poison(g, POISON);
+        let (tr1, tr2) = (up(g, &running), up(g, &running));
+        let (f1, xv1) = norm::forward_tex(
+            g,
+            &s,
+            train,
+            &tx.buf,
+            &st1.buf,
+            &tr1.buf,
+            &tg.buf,
+            &tb.buf,
+            norm::BnOut::MaxPool2 {
+                w,
+                y: &tpy.buf,
+                arg: &targ1.buf,
+            },
+        )
+        .unwrap();
+        f1.run(g);
+        let (ptex, pview) = conv::planes_texture(g, "pooled rows", n, c, oh, ow);
+        write_rows_texture(g, &ptex, &[], POISON);
+        let st2 = out(g, 2 * c);
+        let (f2, xv2) = norm::forward_tex(
+            g,
+            &s,
+            train,
+            &tx.buf,
+            &st2.buf,
+            &tr2.buf,
+            &tg.buf,
+            &tb.buf,
+            norm::BnOut::MaxPool2Rows {
+                w,
+                y: &pview,
+                arg: &targ2.buf,
+            },
+        )
+        .unwrap();
+        f2.run(g);
+        let want = to_rows(&tpy.to_f32(g).unwrap(), n * c * oh, ow);
+        let got = g.read_texture_rgba32f(&ptex).unwrap();
+        common::assert_exact_f32(
+            &format!("bn_pool_rows_tex {what}"),
+            &got[..want.len()],
+            &want,
+        );
+        assert_eq!(
+            targ2.to_u32(g).unwrap(),
+            targ1.to_u32(g).unwrap(),
+            "bn_pool_rows_tex {what} argmax"
+        );
+        common::assert_exact_f32(&what, &st2.to_f32(g).unwrap(), &st1.to_f32(g).unwrap());
+
+        // backward: dx into a buffer, then into a row texture of rows of w
+        let (tdx, tdg1, tdb1) = (out(g, s.len()), out(g, c), out(g, c));
+        let (tdg2, tdb2) = (out(g, c), out(g, c));
+        fn bwd<'a>(
+            (x, beta, dy, st, gamma): (&'a Tensor, &'a Tensor, &'a Tensor, &'a Tensor, &'a Tensor),
+            dx: &'a Tensor,
+            dg: &'a Tensor,
+            db: &'a Tensor,
+        ) -> BnBwd<'a> {
+            BnBwd {
+                x: &x.buf,
+                beta: &beta.buf,
+                dy: &dy.buf,
+                stats: &st.buf,
+                gamma: &gamma.buf,
+                dgamma: &dg.buf,
+                dbeta: &db.buf,
+                dx: &dx.buf,
+            }
+        }
+        let ins = (&tx, &tb, &tdy, &st1, &tg);
+        norm::backward_tex(g, &s, &bwd(ins, &tdx, &tdg1, &tdb1), &xv1)
+            .unwrap()
+            .run(g);
+        let (dtex, dview) = conv::planes_texture(g, "dx rows", n, c, h, w);
+        write_rows_texture(g, &dtex, &[], POISON);
+        let unused = out(g, s.len());
+        norm::backward_tex_rows(g, &s, &bwd(ins, &unused, &tdg2, &tdb2), &xv2, w, &dview)
+            .unwrap()
+            .run(g);
+        let want = to_rows(&tdx.to_f32(g).unwrap(), n * c * h, w);
+        let got = g.read_texture_rgba32f(&dtex).unwrap();
+        common::assert_exact_f32(
+            &format!("bn_bwd_dx_rows_tex {what}"),
+            &got[..want.len()],
+            &want,
+        );
+        let dg = tdg1.to_f32(g).unwrap();
+        common::assert_exact_f32(&what, &tdg2.to_f32(g).unwrap(), &dg);
+        common::assert_exact_f32(&what, &tdb2.to_f32(g).unwrap(), &tdb1.to_f32(g).unwrap());
+        // and against the f64 twin
+        let st = st1.to_f32(g).unwrap();
+        let y = reference::norm::apply(&s, &x, &st, &gamma, &beta);
+        let (dx_ref, _, _) = reference::norm::backward(&s, &x, &y, &dy, &st, &gamma);
+        assert_close(
+            &format!("bn_bwd_dx_rows_tex {what} against the twin"),
+            &got[..want.len()],
+            &to_rows(&dx_ref, n * c * h, w),
+            Tol::PERMISSIVE,
+        );
+    }
+    // rows of an odd width, or of a width that does not divide H*W: errors
+    let s = BnShape {
+        n: 1,
+        c: 1,
+        hw: 12,
+        relu: true,
+    };
+    assert!(!norm::dx_rows_ok(g, &s, 3));
+    assert!(!norm::dx_rows_ok(g, &s, 8));
+    let t = up(g, &[0.0; 12]);
+    let (x_tex, xv) = conv::planes_texture(g, "x", 1, 1, 3, 4);
+    write_rows_texture(g, &x_tex, &[0.0; 12], 0);
+    let b = BnBwd {
+        x: &t.buf,
+        beta: &t.buf,
+        dy: &t.buf,
+        stats: &t.buf,
+        gamma: &t.buf,
+        dgamma: &t.buf,
+        dbeta: &t.buf,
+        dx: &t.buf,
+    };
+    let e = norm::backward_tex_rows(g, &s, &b, &xv, 3, &xv).err();
+    assert!(e.is_some(), "bn_bwd_dx_rows_tex accepted rows of 3");
+}
+
+/// conv::fwd_rows and conv::bwd with dy in a row texture (what the batch norms above write)
+/// against the packed path: the same bits for y, dw and dx.
+#[test]
+fn conv_rows_io_matches_the_packed_path() {
+    let Some(g) = gpu() else { return };
+    let v = ConvVariant::Tex { co: 8 };
+    let shapes = [
+        ConvShape {
+            n: 3,
+            cin: 6,
+            h: 14,
+            w: 14,
+            cout: 16,
+            k: 5,
+            stride: 1,
+            pad: 0,
+        },
+        ConvShape {
+            n: 1,
+            cin: 3,
+            h: 7,
+            w: 10,
+            cout: 5,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        },
+    ];
+    for (t, s) in shapes.iter().enumerate() {
+        if !conv::rows_io_ok(g, v, s) {
+            eprintln!("conv rows io: not selected on this adapter (not CPU-backed)");
+            return;
+        }
+        let mut rng = Rng::new(400 + t as u64);
+        let x = rng.vec(s.x_len(), -1.0, 1.0);
+        let w = rng.vec(s.w_len(), -1.0, 1.0);
+        let dy = rng.vec(s.y_len(), -1.0, 1.0);
+        let (tx, tw, tdy) = (up(g, &x), up(g, &w), up(g, &dy));
+        let (y1, dw1, dx1) = (out(g, s.y_len()), out(g, s.w_len()), out(g, s.x_len()));
+        let (f, x_rows) = conv::fwd_keep_input(g, v, s, &tx.buf, &tw.buf, &y1.buf).unwrap();
+        f.run(g);
+        conv::bwd(
+            g,
+            v,
+            s,
+            &tdy.buf,
+            &tx.buf,
+            x_rows.as_ref(),
+            &tw.buf,
+            &dw1.buf,
+            Some((&dx1.buf, false)),
+            None,
+        )
+        .unwrap()
+        .run(g);
+        let (oh, ow) = s.out_hw();
+        let (xt, xv) = conv::planes_texture(g, "x rows", s.n, s.cin, s.h, s.w);
+        write_rows_texture(g, &xt, &to_rows(&x, s.n * s.cin * s.h, s.w), 0);
+        let (dyt, dyv) = conv::planes_texture(g, "dy rows", s.n, s.cout, oh, ow);
+        write_rows_texture(g, &dyt, &to_rows(&dy, s.n * s.cout * oh, ow), 0);
+        let (y2, dw2, dx2) = (out(g, s.y_len()), out(g, s.w_len()), out(g, s.x_len()));
+        conv::fwd_rows(g, v, s, &xv, &tw.buf, &y2.buf)
+            .unwrap()
+            .run(g);
+        // x and dy buffers the rows path must not read: zeros
+        let (zx, zdy) = (up(g, &vec![0.0; s.x_len()]), up(g, &vec![0.0; s.y_len()]));
+        conv::bwd(
+            g,
+            v,
+            s,
+            &zdy.buf,
+            &zx.buf,
+            Some(&xv),
+            &tw.buf,
+            &dw2.buf,
+            Some((&dx2.buf, false)),
+            Some(&dyv),
+        )
+        .unwrap()
+        .run(g);
+        let what = format!("{s:?}");
+        common::assert_exact_f32(
+            &format!("fwd_rows {what}"),
+            &y2.to_f32(g).unwrap(),
+            &y1.to_f32(g).unwrap(),
+        );
+        common::assert_exact_f32(
+            &format!("bwd dw, dy rows {what}"),
+            &dw2.to_f32(g).unwrap(),
+            &dw1.to_f32(g).unwrap(),
+        );
+        common::assert_exact_f32(
+            &format!("bwd dx, dy rows {what}"),
+            &dx2.to_f32(g).unwrap(),
+            &dx1.to_f32(g).unwrap(),
+        );
+    }
+    // a shape the row textures do not serve (stride 2) is an error, not a wrong result
+    let s2 = ConvShape {
+        stride: 2,
+        ..shapes[0]
+    };
+    let (_, xv) = conv::planes_texture(g, "x rows", s2.n, s2.cin, s2.h, s2.w);
+    let t = up(g, &vec![0.0; s2.x_len()]);
+    assert!(conv::fwd_rows(g, v, &s2, &xv, &t.buf, &t.buf).is_err());
 }

@@ -414,6 +414,14 @@ impl Plan {
         let (mut fwd_names, mut bwd_names) = (Vec::new(), Vec::new());
         // The argmax of a max pooling that the batch norm before it computed.
         let mut pooled_arg = None;
+        // Row textures that a texture-fed producer writes for the conv that reads them, so the
+        // conv packs nothing (conv::rows_io_ok): a pooled batch norm writes the input of the conv
+        // two layers on (conv_x_rows[conv]); a batch norm's backward writes the dy of the conv
+        // before it (bn_dx_rows[bn], with its row width). The activation or gradient buffer in
+        // between is then never written.
+        let mut conv_x_rows: Vec<Option<wgpu::TextureView>> = vec![None; model.layers.len()];
+        let mut bn_dx_rows: Vec<Option<(usize, wgpu::TextureView)>> =
+            vec![None; model.layers.len()];
         for (i, layer) in model.layers.iter().enumerate() {
             let kind = match layer {
                 Layer::Conv { .. } => "conv",
@@ -446,9 +454,45 @@ impl Plan {
                         stride: *stride,
                         pad: *pad,
                     };
-                    let o =
-                        plan_conv(&mut b, net, &cs, *p, x, y, gy, need_dx.then_some(gx), false)?;
-                    b.push(o);
+                    // dy from the next layer's batch norm in a row texture, where packing it
+                    // would cost a kernel (rows of a multiple of 4 columns are copied instead,
+                    // which is cheaper than the norm storing texels)
+                    let (oh, ow) = cs.out_hw();
+                    let bs_next = BnShape {
+                        n: batch,
+                        c: *cout,
+                        hw: oh * ow,
+                        relu: false,
+                    };
+                    let dy_rows = (b.train
+                        && matches!(model.layers.get(i + 1), Some(Layer::Bn { .. }))
+                        && !ow.is_multiple_of(4)
+                        && norm::dx_rows_ok(gpu, &bs_next, ow)
+                        && conv::rows_io_ok(gpu, b.conv_variant(&cs)?, &cs))
+                    .then(|| conv::planes_texture(gpu, "conv dy rows", batch, *cout, oh, ow));
+                    let io = ConvIo {
+                        x_rows: conv_x_rows[i].take(),
+                        dy_rows: dy_rows.as_ref().map(|(_, v)| v),
+                    };
+                    let (f, mut bw) = plan_conv(
+                        &mut b,
+                        net,
+                        &cs,
+                        *p,
+                        x,
+                        y,
+                        gy,
+                        need_dx.then_some(gx),
+                        false,
+                        io,
+                    )?;
+                    if let Some((t, v)) = dy_rows {
+                        bn_dx_rows[i + 1] = Some((ow, v));
+                        if let Some(bw) = bw.as_mut() {
+                            bw.textures.push(t);
+                        }
+                    }
+                    b.push((f, bw));
                 }
                 (Layer::Bn { relu }, LayerIdx::Bn(bi)) => {
                     let bs = BnShape {
@@ -457,20 +501,54 @@ impl Plan {
                         hw: s.1 * s.2,
                         relu: *relu,
                     };
+                    let mut x_rows_texture = None;
                     let out = if pooled_bn[i] {
                         let (oh, ow) = (s.1 / 2, s.2 / 2);
                         let arg = b.t(batch * s.0 * oh * ow, DType::U32)?;
                         pooled_arg = Some(arg);
-                        BnTo::Pool {
-                            w: s.2,
-                            y: acts[i + 2],
-                            arg,
+                        // the conv after the pooling takes the pooled values as a row texture
+                        let next = match model.layers.get(i + 2) {
+                            Some(&Layer::Conv {
+                                cout,
+                                k,
+                                stride,
+                                pad,
+                            }) => Some(ConvShape {
+                                n: batch,
+                                cin: s.0,
+                                h: oh,
+                                w: ow,
+                                cout,
+                                k,
+                                stride,
+                                pad,
+                            }),
+                            _ => None,
+                        };
+                        let rows = match next {
+                            Some(cs) => conv::rows_io_ok(gpu, b.conv_variant(&cs)?, &cs),
+                            None => false,
+                        };
+                        if rows {
+                            let (t, v) =
+                                conv::planes_texture(gpu, "pooled rows", batch, s.0, oh, ow);
+                            x_rows_texture = Some(t);
+                            conv_x_rows[i + 2] = Some(v.clone());
+                            BnTo::PoolRows { w: s.2, y: v, arg }
+                        } else {
+                            BnTo::Pool {
+                                w: s.2,
+                                y: acts[i + 2],
+                                arg,
+                            }
                         }
                     } else {
                         BnTo::Y(y)
                     };
-                    let o = plan_bn(&mut b, net, &bs, *bi, x, out, gy, gx)?;
-                    b.push(o);
+                    let dx_rows = bn_dx_rows[i].take();
+                    let (mut f, bw) = plan_bn(&mut b, net, &bs, *bi, x, out, gy, gx, dx_rows)?;
+                    f.textures.extend(x_rows_texture);
+                    b.push((f, bw));
                 }
                 (Layer::MaxPool2, _) => {
                     let ps = PoolShape {
@@ -793,11 +871,18 @@ fn plan_conv(
     gy: usize,
     gx: Option<usize>,
     acc_dx: bool,
+    io: ConvIo<'_>,
 ) -> Result<Ops> {
     let gpu = b.gpu;
     let w = &net.params[p];
     let cv = b.conv_variant(cs)?;
-    let (f, x_rows) = conv::fwd_keep_input(gpu, cv, cs, b.buf(x), &w.w_eff().buf, b.buf(y))?;
+    let (f, x_rows) = match io.x_rows {
+        Some(v) => {
+            let f = conv::fwd_rows(gpu, cv, cs, &v, &w.w_eff().buf, b.buf(y))?;
+            (f, Some(v))
+        }
+        None => conv::fwd_keep_input(gpu, cv, cs, b.buf(x), &w.w_eff().buf, b.buf(y))?,
+    };
     if !b.train {
         return Ok((f, None));
     }
@@ -811,14 +896,32 @@ fn plan_conv(
         &w.w_eff().buf,
         &w.grad.buf,
         gx.map(|gx| (b.buf(gx), acc_dx)),
+        io.dy_rows,
     )?;
     Ok((f, Some(bw)))
+}
+
+/// Row textures a conv reads instead of packing its x or dy buffer (conv::rows_io_ok).
+#[derive(Default)]
+struct ConvIo<'a> {
+    x_rows: Option<wgpu::TextureView>,
+    dy_rows: Option<&'a wgpu::TextureView>,
 }
 
 /// Where a planned batch norm writes: y, or the max pooling of y (y's index is not stored).
 enum BnTo {
     Y(usize),
-    Pool { w: usize, y: usize, arg: usize },
+    Pool {
+        w: usize,
+        y: usize,
+        arg: usize,
+    },
+    /// The pooled values into a row texture for the conv that reads them.
+    PoolRows {
+        w: usize,
+        y: wgpu::TextureView,
+        arg: usize,
+    },
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -831,6 +934,7 @@ fn plan_bn(
     to: BnTo,
     gy: usize,
     gx: usize,
+    dx_rows: Option<(usize, wgpu::TextureView)>,
 ) -> Result<Ops> {
     let gpu = b.gpu;
     let stats = b.t(2 * bs.c, DType::F32)?;
@@ -854,12 +958,20 @@ fn plan_bn(
                 y: b.buf(y),
                 arg: b.buf(arg),
             },
+            BnTo::PoolRows { w, ref y, arg } => norm::BnOut::MaxPool2Rows {
+                w,
+                y,
+                arg: b.buf(arg),
+            },
         };
         let (f, xv) = norm::forward_tex(
             gpu, bs, b.train, bw.x, bw.stats, running, bw.gamma, bw.beta, out,
         )?;
         let bwd = match b.train {
-            true => Some(norm::backward_tex(gpu, bs, &bw, &xv)?),
+            true => Some(match &dx_rows {
+                Some((w, v)) => norm::backward_tex_rows(gpu, bs, &bw, &xv, *w, v)?,
+                None => norm::backward_tex(gpu, bs, &bw, &xv)?,
+            }),
             false => None,
         };
         return Ok((f, bwd));
@@ -1149,10 +1261,21 @@ fn plan_block(
     let mut t = || b.t(len, DType::F32);
     let (c1, a1, c2, a2) = (t()?, t()?, t()?, t()?);
     let (gc1, ga1, gc2, gpre) = (t()?, t()?, t()?, t()?);
-    let conv1 = plan_conv(b, net, &c1s, w1, x, c1, gc1, gx, false)?;
-    let bn1o = plan_bn(b, net, &bs1, bn1, c1, BnTo::Y(a1), ga1, gc1)?;
-    let conv2 = plan_conv(b, net, &c2s, w2, a1, c2, gc2, Some(ga1), false)?;
-    let bn2o = plan_bn(b, net, &bs2, bn2, c2, BnTo::Y(a2), gpre, gc2)?;
+    let conv1 = plan_conv(b, net, &c1s, w1, x, c1, gc1, gx, false, ConvIo::default())?;
+    let bn1o = plan_bn(b, net, &bs1, bn1, c1, BnTo::Y(a1), ga1, gc1, None)?;
+    let conv2 = plan_conv(
+        b,
+        net,
+        &c2s,
+        w2,
+        a1,
+        c2,
+        gc2,
+        Some(ga1),
+        false,
+        ConvIo::default(),
+    )?;
+    let bn2o = plan_bn(b, net, &bs2, bn2, c2, BnTo::Y(a2), gpre, gc2, None)?;
     // Forward in order; backward collected in execution order, then pushed reversed (the plan
     // runs its backward list from the end).
     let mut fwd = vec![conv1.0, bn1o.0, conv2.0, bn2o.0];
@@ -1184,14 +1307,14 @@ fn plan_block(
                 b.t(len, DType::F32)?,
             );
             // conv1's backward writes gx; the shortcut's accumulates into it afterwards.
-            let sconv = plan_conv(b, net, &ss, ws, x, cs, gcs, gx, true)?;
+            let sconv = plan_conv(b, net, &ss, ws, x, cs, gcs, gx, true, ConvIo::default())?;
             let bss = BnShape {
                 n,
                 c: cout,
                 hw: oh * ow,
                 relu: false,
             };
-            let sbn = plan_bn(b, net, &bss, bns, cs, BnTo::Y(as_), gpre, gcs)?;
+            let sbn = plan_bn(b, net, &bss, bns, cs, BnTo::Y(as_), gpre, gcs, None)?;
             fwd.push(sconv.0);
             fwd.push(sbn.0);
             bwd_exec.extend([sbn.1, sconv.1].into_iter().flatten());

@@ -239,9 +239,9 @@ const B: &[Binding] = &[
 ];
 
 /// Validates the shape and that every (name, buffer, floats needed) fits.
-fn check(gpu: &Gpu, s: &ConvShape, bufs: [(&str, &wgpu::Buffer, usize); 3]) -> Result<()> {
+fn check(gpu: &Gpu, s: &ConvShape, bufs: &[(&str, &wgpu::Buffer, usize)]) -> Result<()> {
     s.validate()?;
-    for (what, buf, len) in bufs {
+    for &(what, buf, len) in bufs {
         gpu.check_binding(what, (len * 4) as u64)?;
         if buf.size() < (len * 4) as u64 {
             return Err(Error::Shape {
@@ -320,7 +320,7 @@ pub fn fwd_keep_input(
     check(
         gpu,
         s,
-        [
+        &[
             ("x", x, s.x_len()),
             ("w", w, s.w_len()),
             ("y", y, s.y_len()),
@@ -341,7 +341,7 @@ pub fn fwd_keep_input(
             stride: s.stride,
             flip: false,
         };
-        let op = conv_tex(gpu, co, &t, x, None, w, y, false)?;
+        let op = conv_tex(gpu, co, &t, TexSrc::Buf(x), w, y, false)?;
         // conv_tex's first texture is the input it packed or copied
         let xv = array_view(&op.textures[0]);
         return Ok((op, Some(xv)));
@@ -358,6 +358,75 @@ pub fn fwd_keep_input(
     Ok((op, None))
 }
 
+/// Whether a producer may hand this conv its input x and its dy as row textures (the layout
+/// pack_act writes: rows of ceil(w/4) texels, zeros past the row), so that the conv packs neither:
+/// its forward ([`fwd_rows`]) reads x from the texture, backward-weight reads the same texture by
+/// rows, and both backward passes read dy from the texture ([`bwd`] with `dy_rows`). Holds where
+/// every one of those runs on the texture-fed kernels.
+pub fn rows_io_ok(gpu: &Gpu, v: ConvVariant, s: &ConvShape) -> bool {
+    let (oh, ow) = s.out_hw();
+    matches!(v, ConvVariant::Tex { .. })
+        && matches!(v.effective(gpu, s, false), ConvVariant::Tex { .. })
+        && matches!(v.effective(gpu, s, true), ConvVariant::Tex { .. })
+        && tex_dw_covers(gpu, s)
+        && dw_rows(s)
+        && act_texture_fits(gpu, act_texels(s.n, s.cin, s.h, s.w))
+        && act_texture_fits(gpu, act_texels(s.n, s.cout, oh, ow))
+}
+
+/// A row texture for `n` x `c` planes of `h` rows of `w` columns (see [`rows_io_ok`]), for a
+/// producer to write and a conv to read.
+pub fn planes_texture(
+    gpu: &Gpu,
+    label: &str,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+) -> (wgpu::Texture, wgpu::TextureView) {
+    act_texture(gpu, label, act_texels(n, c, h, w))
+}
+
+/// The forward conv from x already in a row texture ([`planes_texture`], written by the producer of
+/// x), for [`rows_io_ok`] shapes; `x_rows` then also serves [`bwd`].
+pub fn fwd_rows(
+    gpu: &Gpu,
+    v: ConvVariant,
+    s: &ConvShape,
+    x_rows: &wgpu::TextureView,
+    w: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Op> {
+    check(gpu, s, &[("w", w, s.w_len()), ("y", y, s.y_len())])?;
+    let ConvVariant::Tex { co } = v.effective(gpu, s, false) else {
+        return Err(Error::Shape {
+            op: "conv fwd_rows",
+            msg: format!("{s:?}: x in a row texture needs the texture-fed kernels"),
+        });
+    };
+    if !rows_io_ok(gpu, v, s) {
+        return Err(Error::Shape {
+            op: "conv fwd_rows",
+            msg: format!("{s:?}: not a shape whose input and dy the texture kernels take by rows"),
+        });
+    }
+    let (oh, ow) = s.out_hw();
+    let t = TexConv {
+        n: s.n,
+        cin: s.cin,
+        h: s.h,
+        w: s.w,
+        cout: s.cout,
+        oh,
+        ow,
+        k: s.k,
+        pad: s.pad,
+        stride: s.stride,
+        flip: false,
+    };
+    conv_tex(gpu, co, &t, TexSrc::Rows(x_rows), w, y, false)
+}
+
 /// dx (+)= conv_transpose(dy, w).
 pub fn bwd_data(
     gpu: &Gpu,
@@ -371,7 +440,7 @@ pub fn bwd_data(
     check(
         gpu,
         s,
-        [
+        &[
             ("dy", dy, s.y_len()),
             ("w", w, s.w_len()),
             ("dx", dx, s.x_len()),
@@ -605,11 +674,22 @@ pub fn bwd(
     w: &wgpu::Buffer,
     dw: &wgpu::Buffer,
     dx: Option<(&wgpu::Buffer, bool)>,
+    dy_rows: Option<&wgpu::TextureView>,
 ) -> Result<Op> {
+    if dy_rows.is_some() && !rows_io_ok(gpu, v, s) {
+        return Err(Error::Shape {
+            op: "conv bwd",
+            msg: format!("{s:?}: dy in a row texture needs a shape of conv::rows_io_ok"),
+        });
+    }
     let tex = matches!(v, ConvVariant::Tex { .. }) && tex_dw_covers(gpu, s);
     let shared =
         tex && dx.is_some() && matches!(v.effective(gpu, s, true), ConvVariant::Tex { .. });
     let Some((dxb, acc)) = dx.filter(|_| shared) else {
+        if let Some(dyv) = dy_rows {
+            // rows_io_ok: backward-weight runs from textures (and there is no dx)
+            return bwd_weight_tex(gpu, s, dy, Some(dyv), x, x_rows, dw, false);
+        }
         let mut op = bwd_weight_from(gpu, v, s, dy, x, x_rows, dw, false)?;
         if let Some((dxb, acc)) = dx {
             let d = bwd_data(gpu, v, s, dy, w, dxb, acc)?;
@@ -620,7 +700,7 @@ pub fn bwd(
     check(
         gpu,
         s,
-        [
+        &[
             ("dy", dy, s.y_len()),
             ("x", x, s.x_len()),
             ("dw", dw, s.w_len()),
@@ -629,32 +709,33 @@ pub fn bwd(
     check(
         gpu,
         s,
-        [
+        &[
             ("dy", dy, s.y_len()),
             ("w", w, s.w_len()),
             ("dx", dxb, s.x_len()),
         ],
     )?;
-    let (pack, dyt, dyv) = pack_dy(gpu, s, dy)?;
     let co = match v {
         ConvVariant::Tex { co } => co,
         _ => 8,
     };
     let mut op = Op {
-        steps: vec![pack],
-        textures: vec![dyt],
+        steps: vec![],
+        textures: vec![],
     };
-    op.append(bwd_weight_tex(
-        gpu,
-        s,
-        dy,
-        Some(&dyv),
-        x,
-        x_rows,
-        dw,
-        false,
-    )?);
-    op.append(bwd_data_tex(gpu, co, s, dy, Some(&dyv), w, dxb, acc)?);
+    let own;
+    let dyv = match dy_rows {
+        Some(v) => v,
+        None => {
+            let (pack, dyt, dyv) = pack_dy(gpu, s, dy)?;
+            op.steps.push(pack);
+            op.textures.push(dyt);
+            own = dyv;
+            &own
+        }
+    };
+    op.append(bwd_weight_tex(gpu, s, dy, Some(dyv), x, x_rows, dw, false)?);
+    op.append(bwd_data_tex(gpu, co, s, dy, Some(dyv), w, dxb, acc)?);
     Ok(op)
 }
 
@@ -839,7 +920,11 @@ fn bwd_data_tex(
         flip: true,
     };
     let co = if s.stride == 1 { co } else { 8 };
-    conv_tex(gpu, co, &t, dy, packed, w, dx, accumulate)
+    let src = match packed {
+        Some(v) => TexSrc::Rows(v),
+        None => TexSrc::Buf(dy),
+    };
+    conv_tex(gpu, co, &t, src, w, dx, accumulate)
 }
 
 /// The forward conv that `conv_tex` runs: input (n, cin, h, w), output (n, cout, oh, ow), stride 1
@@ -872,7 +957,10 @@ fn storage_texture(gpu: &Gpu, label: &str, w: usize, h: usize, layers: usize) ->
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
         format: wgpu::TextureFormat::Rgba32Float,
-        usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+        // COPY_SRC: tests read the textures back
+        usage: wgpu::TextureUsages::STORAGE_BINDING
+            | wgpu::TextureUsages::COPY_DST
+            | wgpu::TextureUsages::COPY_SRC,
         view_formats: &[],
     })
 }
@@ -892,15 +980,23 @@ fn act_texture(gpu: &Gpu, label: &str, texels: usize) -> (wgpu::Texture, wgpu::T
     (t, v)
 }
 
-/// pack_act (x into a texture), pack_wt (weights into a texture) and conv_tex, as one op that owns
-/// both textures. The caller has checked the shape with [`tex_covers`].
+/// Where conv_tex takes its input: a buffer it packs (or copies) into a row texture, or a row
+/// texture that already holds it.
+#[derive(Copy, Clone)]
+enum TexSrc<'a> {
+    Buf(&'a wgpu::Buffer),
+    Rows(&'a wgpu::TextureView),
+}
+
+/// pack_act (x into a texture, unless `x` is one already), pack_wt (weights into a texture) and
+/// conv_tex, as one op that owns the textures it made. The caller has checked the shape with
+/// [`tex_covers`].
 #[allow(clippy::too_many_arguments)]
 fn conv_tex(
     gpu: &Gpu,
     co: u32,
     t: &TexConv,
-    x: &wgpu::Buffer,
-    packed: Option<&wgpu::TextureView>,
+    x: TexSrc<'_>,
     w: &wgpu::Buffer,
     y: &wgpu::Buffer,
     accumulate: bool,
@@ -936,9 +1032,9 @@ fn conv_tex(
     let mut steps: Vec<Step> = Vec::new();
     let mut textures = Vec::new();
     let own;
-    let xv = match packed {
-        Some(v) => v,
-        None => {
+    let xv = match x {
+        TexSrc::Rows(v) => v,
+        TexSrc::Buf(x) => {
             let (d, xt, v) = pack_rows(gpu, "conv input texture", &p, t.w, texels, x)?;
             steps.push(d);
             textures.push(xt);
@@ -1092,7 +1188,7 @@ fn bwd_weight_from(
     check(
         gpu,
         s,
-        [
+        &[
             ("dy", dy, s.y_len()),
             ("x", x, s.x_len()),
             ("dw", dw, s.w_len()),

@@ -2,7 +2,9 @@
 //! statistics, apply (optionally fused with ReLU), and the two backward kernels. On CPU-backed
 //! adapters, where H*W is a multiple of 4, [`forward_tex`] and [`backward_tex`] run the same
 //! computations from textures (the `_tex` entry points of shaders/norm.wgsl) filled by copies: x is copied once and
-//! serves the forward and the backward pass.
+//! serves the forward and the backward pass. There, a following max pooling is fused into the
+//! apply pass, and the pooled output ([`BnOut::MaxPool2Rows`]) or dx ([`backward_tex_rows`]) can
+//! go straight into the row texture of the conv that reads it, so that conv packs nothing.
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
@@ -229,6 +231,13 @@ pub enum BnOut<'a> {
         y: &'a wgpu::Buffer,
         arg: &'a wgpu::Buffer,
     },
+    /// As `MaxPool2`, with the pooled values written into a row texture of the pooled shape
+    /// (`conv::planes_texture`) for the texture-fed conv that reads them, by bn_pool_rows_tex.
+    MaxPool2Rows {
+        w: usize,
+        y: &'a wgpu::TextureView,
+        arg: &'a wgpu::Buffer,
+    },
 }
 
 /// Whether bn_pool_tex runs `s` with rows of `w`: the texture path, and an even `w` that divides
@@ -308,53 +317,27 @@ pub fn forward_tex(
             )?
         }
         BnOut::MaxPool2 { w, y, arg } => {
-            if !pool_ok(gpu, s, w) {
-                return Err(Error::Shape {
-                    op: "bn_pool_tex",
-                    msg: format!(
-                        "{s:?} with rows of {w}: needs an even width that divides H*W, H >= 2"
-                    ),
-                });
-            }
-            let pooled = s.n * s.c * (s.hw / w / 2) * (w / 2);
-            check_len("pooled y", y, pooled)?;
-            if arg.size() < (pooled * 4) as u64 {
-                return Err(Error::Shape {
-                    op: "bn_pool_tex",
-                    msg: format!("argmax holds {} values, needs {pooled}", arg.size() / 4),
-                });
-            }
-            let spec = KernelSpec::new(
-                ShaderId::Norm,
-                "bn_pool_tex",
-                &[
-                    Binding::Uniform,
-                    Binding::ReadWrite,
-                    Binding::ReadWrite,
-                    Binding::TexRead,
-                    Binding::Read,
-                    Binding::Read,
-                    Binding::Read,
-                ],
-            );
-            let params = BnParams {
-                w: w as u32,
-                ..s.params()
+            check_len("pooled y", y, pooled_len(gpu, s, w)?)?;
+            let pool = PoolApply {
+                w,
+                arg,
+                st,
+                gamma,
+                beta,
+                x: &view,
             };
-            Dispatch::with_resources(
-                gpu,
-                &spec,
-                &params,
-                &[
-                    Res::from(y),
-                    Res::from(arg),
-                    Res::View(&view),
-                    Res::from(st),
-                    Res::from(gamma),
-                    Res::from(beta),
-                ],
-                grid_for(gpu, s.n * s.c * (s.hw / w / 2), 64),
-            )?
+            pool.dispatch(gpu, s, "bn_pool_tex", Res::from(y))?
+        }
+        BnOut::MaxPool2Rows { w, y, arg } => {
+            let pool = PoolApply {
+                w,
+                arg,
+                st,
+                gamma,
+                beta,
+                x: &view,
+            };
+            pool.dispatch(gpu, s, "bn_pool_rows_tex", Res::View(y))?
         }
     };
     Ok((
@@ -366,6 +349,75 @@ pub fn forward_tex(
     ))
 }
 
+/// The number of pooled values of `s` over rows of `w`, where [`pool_ok`] holds.
+fn pooled_len(gpu: &Gpu, s: &BnShape, w: usize) -> Result<usize> {
+    if !pool_ok(gpu, s, w) {
+        return Err(Error::Shape {
+            op: "bn_pool_tex",
+            msg: format!("{s:?} with rows of {w}: needs an even width that divides H*W, H >= 2"),
+        });
+    }
+    Ok(s.n * s.c * (s.hw / w / 2) * (w / 2))
+}
+
+/// The resources of bn_pool_tex / bn_pool_rows_tex other than the pooled output.
+struct PoolApply<'a> {
+    w: usize,
+    arg: &'a wgpu::Buffer,
+    st: &'a wgpu::Buffer,
+    gamma: &'a wgpu::Buffer,
+    beta: &'a wgpu::Buffer,
+    x: &'a wgpu::TextureView,
+}
+
+impl PoolApply<'_> {
+    /// The pooling apply kernel `entry` writing its pooled values to `y` (a buffer for
+    /// bn_pool_tex, a row texture for bn_pool_rows_tex).
+    fn dispatch(
+        &self,
+        gpu: &Gpu,
+        s: &BnShape,
+        entry: &'static str,
+        y: Res<'_>,
+    ) -> Result<Dispatch> {
+        let w = self.w;
+        let pooled = pooled_len(gpu, s, w)?;
+        if self.arg.size() < (pooled * 4) as u64 {
+            return Err(Error::Shape {
+                op: "bn_pool_tex",
+                msg: format!(
+                    "argmax holds {} values, needs {pooled}",
+                    self.arg.size() / 4
+                ),
+            });
+        }
+        use Binding::{Read, ReadWrite, TexRead, TexWrite, Uniform};
+        let bindings: &'static [Binding] = match y {
+            Res::View(_) => &[Uniform, TexWrite, ReadWrite, TexRead, Read, Read, Read],
+            Res::Buf(_) => &[Uniform, ReadWrite, ReadWrite, TexRead, Read, Read, Read],
+        };
+        let spec = KernelSpec::new(ShaderId::Norm, entry, bindings);
+        let params = BnParams {
+            w: w as u32,
+            ..s.params()
+        };
+        Dispatch::with_resources(
+            gpu,
+            &spec,
+            &params,
+            &[
+                y,
+                Res::from(self.arg),
+                Res::View(self.x),
+                Res::from(self.st),
+                Res::from(self.gamma),
+                Res::from(self.beta),
+            ],
+            grid_for(gpu, s.n * s.c * (s.hw / w / 2), 64),
+        )
+    }
+}
+
 /// The backward pass from textures: copy dy, then dgamma/dbeta and dx, reading x from the
 /// forward's texture (`x_view`).
 pub fn backward_tex(
@@ -374,9 +426,45 @@ pub fn backward_tex(
     b: &BnBwd<'_>,
     x_view: &wgpu::TextureView,
 ) -> Result<Op> {
+    check_len("dx", b.dx, s.len())?;
+    backward_tex_to(gpu, s, b, x_view, None)
+}
+
+/// Whether [`backward_tex_rows`] runs `s` with rows of `w`: the texture path and an even `w` that
+/// divides H*W.
+pub fn dx_rows_ok(gpu: &Gpu, s: &BnShape, w: usize) -> bool {
+    tex_ok(gpu, s) && w > 0 && w.is_multiple_of(2) && s.hw.is_multiple_of(w)
+}
+
+/// [`backward_tex`] writing dx (`b.dx` is not written) into a row texture of rows of `w`
+/// columns (`conv::planes_texture` of the N x C x (HW / w) x w shape), in the layout the
+/// texture-fed conv whose dy it is reads, by bn_bwd_dx_rows_tex. See [`dx_rows_ok`].
+pub fn backward_tex_rows(
+    gpu: &Gpu,
+    s: &BnShape,
+    b: &BnBwd<'_>,
+    x_view: &wgpu::TextureView,
+    w: usize,
+    dx_rows: &wgpu::TextureView,
+) -> Result<Op> {
+    if !dx_rows_ok(gpu, s, w) {
+        return Err(Error::Shape {
+            op: "bn_bwd_dx_rows_tex",
+            msg: format!("{s:?} with rows of {w}: needs an even width that divides H*W"),
+        });
+    }
+    backward_tex_to(gpu, s, b, x_view, Some((w, dx_rows)))
+}
+
+fn backward_tex_to(
+    gpu: &Gpu,
+    s: &BnShape,
+    b: &BnBwd<'_>,
+    x_view: &wgpu::TextureView,
+    dx_rows: Option<(usize, &wgpu::TextureView)>,
+) -> Result<Op> {
     s.check()?;
     check_len("dy", b.dy, s.len())?;
-    check_len("dx", b.dx, s.len())?;
     let (copy, tex, dyv) =
         crate::ops::conv::act_texture_copy(gpu, "bn dy texture", b.dy, s.len() / 4);
     let red = KernelSpec::new(
@@ -410,27 +498,40 @@ pub fn backward_tex(
         ],
         g,
     )?;
-    let dx = KernelSpec::new(
-        ShaderId::Norm,
-        "bn_bwd_dx_tex",
-        &[
-            Binding::Uniform,
-            Binding::ReadWrite,
-            Binding::TexRead,
-            Binding::TexRead,
-            Binding::Read,
-            Binding::Read,
-            Binding::Read,
-            Binding::Read,
-            Binding::Read,
-        ],
-    );
+    use Binding::{Read, ReadWrite, TexRead, TexWrite, Uniform};
+    let (dx, out, params) = match dx_rows {
+        None => (
+            KernelSpec::new(
+                ShaderId::Norm,
+                "bn_bwd_dx_tex",
+                &[
+                    Uniform, ReadWrite, TexRead, TexRead, Read, Read, Read, Read, Read,
+                ],
+            ),
+            Res::from(b.dx),
+            s.params(),
+        ),
+        Some((w, v)) => (
+            KernelSpec::new(
+                ShaderId::Norm,
+                "bn_bwd_dx_rows_tex",
+                &[
+                    Uniform, TexWrite, TexRead, TexRead, Read, Read, Read, Read, Read,
+                ],
+            ),
+            Res::View(v),
+            BnParams {
+                w: w as u32,
+                ..s.params()
+            },
+        ),
+    };
     let d2 = Dispatch::with_resources(
         gpu,
         &dx,
-        &s.params(),
+        &params,
         &[
-            Res::from(b.dx),
+            out,
             Res::View(x_view),
             Res::View(&dyv),
             Res::from(b.stats),
