@@ -520,6 +520,19 @@ fn pooling_kernels_match_twins() {
             h: 10,
             w: 10,
         },
+        // widths of a multiple of 4 take maxpool2_bwd4: odd height, and the narrowest
+        PoolShape {
+            n: 2,
+            c: 3,
+            h: 9,
+            w: 12,
+        },
+        PoolShape {
+            n: 1,
+            c: 2,
+            h: 5,
+            w: 4,
+        },
     ]
     .into_iter()
     .enumerate()
@@ -537,10 +550,15 @@ fn pooling_kernels_match_twins() {
             .unwrap()
             .run(g);
         let (y_ref, arg_ref) = reference::pool::max_fwd(&s, &x);
-        // even widths run maxpool2_fwd2 / maxpool2_bwd2 (vec2 loads and stores), odd ones
-        // maxpool2_fwd / maxpool2_bwd
+        // even widths run maxpool2_fwd2 / maxpool2_bwd2 (vec2 loads and stores; widths of a
+        // multiple of 4 maxpool2_bwd4), odd ones maxpool2_fwd / maxpool2_bwd
         let v = if s.w % 2 == 0 { "2" } else { "" };
-        let (fwd, bwd) = (format!("maxpool2_fwd{v}"), format!("maxpool2_bwd{v}"));
+        let vb = match s.w % 4 {
+            0 => "4",
+            2 => "2",
+            _ => "",
+        };
+        let (fwd, bwd) = (format!("maxpool2_fwd{v}"), format!("maxpool2_bwd{vb}"));
         common::assert_exact_f32(&fwd, &ty.to_f32(g).unwrap(), &y_ref);
         assert_eq!(targ.to_u32(g).unwrap(), arg_ref, "{fwd} argmax {s:?}");
         let tdx = out(g, x.len());

@@ -99,7 +99,9 @@ pub fn max_bwd(
 ) -> Result<Dispatch> {
     let spec = KernelSpec::new(
         ShaderId::Pool,
-        if s.w.is_multiple_of(2) {
+        if s.w.is_multiple_of(4) {
+            "maxpool2_bwd4"
+        } else if s.w.is_multiple_of(2) {
             "maxpool2_bwd2"
         } else {
             "maxpool2_bwd"
