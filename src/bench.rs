@@ -666,6 +666,37 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
             2.5 * bytes,
             "GB/s",
         )?;
+        // the same with the pooled values written into the next conv's row texture
+        let (_t, pv) = crate::ops::conv::planes_texture(gpu, "bench pooled rows", n, 6, 14, 14);
+        let out = norm::BnOut::MaxPool2Rows {
+            w: ps.w,
+            y: &pv,
+            arg: &arg.buf,
+        };
+        let (f, xv) = norm::forward_tex(
+            gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, out,
+        )?;
+        timed(
+            &mut rows,
+            "bn_fwd",
+            shape.clone(),
+            "relu + maxpool into a conv texture".into(),
+            &f,
+            2.5 * bytes,
+            "GB/s",
+        )?;
+        // backward with dx written into the previous conv's row texture (dy rows)
+        let (_t, dv) = crate::ops::conv::planes_texture(gpu, "bench dx rows", n, 6, 28, 28);
+        let op = norm::backward_tex_rows(gpu, &bs, &bw, &xv, 28, &dv)?;
+        timed(
+            &mut rows,
+            "bn_bwd",
+            shape.clone(),
+            "relu, dx into a conv texture".into(),
+            &op,
+            5.0 * bytes,
+            "GB/s",
+        )?;
     }
     let op = pool::max_fwd(gpu, &ps, &x.buf, &py.buf, &arg.buf)?.into();
     timed(
