@@ -354,26 +354,42 @@ fn bn_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
 @group(0) @binding(7) var<storage, read> tdx_dgamma: array<f32>;
 @group(0) @binding(8) var<storage, read> tdx_dbeta: array<f32>;
 
+// Per-channel terms of dx: dx = k * (g - mb - xhat * mg), g = dy masked by the forward's ReLU.
+struct DxCoefs {
+    mean: f32,
+    inv: f32,
+    k: f32,
+    sc: f32,
+    sh: f32,
+    mb: f32,
+    mg: f32,
+}
+
+fn dx_coefs(c: u32) -> DxCoefs {
+    let st = tdx_stats[c];
+    let m = f32(p.n * p.hw);
+    let sc = st.y * tdx_gamma[c];
+    return DxCoefs(st.x, st.y, tdx_gamma[c] * st.y, sc, tdx_beta[c] - st.x * sc,
+                   tdx_dbeta[c] / m, tdx_dgamma[c] / m);
+}
+
+fn dx4(d: DxCoefs, x: vec4<f32>, dy: vec4<f32>) -> vec4<f32> {
+    let g = g4_of(dy, x, d.sc, d.sh);
+    let xhat = (x - vec4<f32>(d.mean)) * d.inv;
+    return d.k * (g - vec4<f32>(d.mb) - xhat * d.mg);
+}
+
 @compute @workgroup_size(64)
 fn bn_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let row = gid.x + gid.y * nwg.x * 64u;
     if (row >= p.n * p.c) { return; }
-    let c = row % p.c;
-    let st = tdx_stats[c];
-    let m = f32(p.n * p.hw);
-    let k = tdx_gamma[c] * st.y;
-    let sc = st.y * tdx_gamma[c];
-    let sh = tdx_beta[c] - st.x * sc;
-    let mb = tdx_dbeta[c] / m;
-    let mg = tdx_dgamma[c] / m;
+    let d = dx_coefs(row % p.c);
     let hw4 = p.hw / 4u;
     let base = row * hw4;
     for (var j = 0u; j < hw4; j++) {
         let xy = texel_xy(base + j);
         let x = textureLoad(tdx_x, xy.xy, xy.z);
-        let g = g4_of(textureLoad(tdx_dy, xy.xy, xy.z), x, sc, sh);
-        let xhat = (x - vec4<f32>(st.x)) * st.y;
-        tddx[base + j] = k * (g - vec4<f32>(mb) - xhat * mg);
+        tddx[base + j] = dx4(d, x, textureLoad(tdx_dy, xy.xy, xy.z));
     }
 }
 
@@ -402,14 +418,7 @@ fn quad(t: texture_storage_2d_array<rgba32float, read>, f: u32, second: bool) ->
 fn bn_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let row = gid.x + gid.y * nwg.x * 64u;
     if (row >= p.n * p.c) { return; }
-    let c = row % p.c;
-    let st = tdx_stats[c];
-    let m = f32(p.n * p.hw);
-    let k = tdx_gamma[c] * st.y;
-    let sc = st.y * tdx_gamma[c];
-    let sh = tdx_beta[c] - st.x * sc;
-    let mb = tdx_dbeta[c] / m;
-    let mg = tdx_dgamma[c] / m;
+    let d = dx_coefs(row % p.c);
     let h = p.hw / p.w;
     let w4 = (p.w + 3u) / 4u;
     for (var ih = 0u; ih < h; ih++) {
@@ -417,10 +426,8 @@ fn bn_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
             let f = row * p.hw + ih * p.w + 4u * j;
             let second = 4u * j + 2u < p.w;
             let x = quad(tdx_x, f, second);
-            let g = g4_of(quad(tdx_dy, f, second), x, sc, sh);
-            let xhat = (x - vec4<f32>(st.x)) * st.y;
             let col = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
-            let v = select(vec4<f32>(0.0), k * (g - vec4<f32>(mb) - xhat * mg), col < vec4<u32>(p.w));
+            let v = select(vec4<f32>(0.0), dx4(d, x, quad(tdx_dy, f, second)), col < vec4<u32>(p.w));
             let xy = texel_xy((row * h + ih) * w4 + j);
             textureStore(tdx_rows, xy.xy, xy.z, v);
         }

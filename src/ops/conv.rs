@@ -327,21 +327,7 @@ pub fn fwd_keep_input(
         ],
     )?;
     if let ConvVariant::Tex { co } = v.effective(gpu, s, false) {
-        let (oh, ow) = s.out_hw();
-        let t = TexConv {
-            n: s.n,
-            cin: s.cin,
-            h: s.h,
-            w: s.w,
-            cout: s.cout,
-            oh,
-            ow,
-            k: s.k,
-            pad: s.pad,
-            stride: s.stride,
-            flip: false,
-        };
-        let op = conv_tex(gpu, co, &t, TexSrc::Buf(x), w, y, false)?;
+        let op = conv_tex(gpu, co, &TexConv::fwd(s), TexSrc::Buf(x), w, y, false)?;
         // conv_tex's first texture is the input it packed or copied
         let xv = array_view(&op.textures[0]);
         return Ok((op, Some(xv)));
@@ -410,21 +396,7 @@ pub fn fwd_rows(
             msg: format!("{s:?}: not a shape whose input and dy the texture kernels take by rows"),
         });
     }
-    let (oh, ow) = s.out_hw();
-    let t = TexConv {
-        n: s.n,
-        cin: s.cin,
-        h: s.h,
-        w: s.w,
-        cout: s.cout,
-        oh,
-        ow,
-        k: s.k,
-        pad: s.pad,
-        stride: s.stride,
-        flip: false,
-    };
-    conv_tex(gpu, co, &t, TexSrc::Rows(x_rows), w, y, false)
+    conv_tex(gpu, co, &TexConv::fwd(s), TexSrc::Rows(x_rows), w, y, false)
 }
 
 /// dx (+)= conv_transpose(dy, w).
@@ -943,6 +915,26 @@ struct TexConv {
     /// Weights are the layer's [cin][cout][k][k] read flipped (backward-data); with stride 2 the
     /// op runs `conv_bwd_data2_tex` (dy as the input, dx as the output, the layer's pad).
     flip: bool,
+}
+
+impl TexConv {
+    /// The forward conv of `s`.
+    fn fwd(s: &ConvShape) -> TexConv {
+        let (oh, ow) = s.out_hw();
+        TexConv {
+            n: s.n,
+            cin: s.cin,
+            h: s.h,
+            w: s.w,
+            cout: s.cout,
+            oh,
+            ow,
+            k: s.k,
+            pad: s.pad,
+            stride: s.stride,
+            flip: false,
+        }
+    }
 }
 
 fn storage_texture(gpu: &Gpu, label: &str, w: usize, h: usize, layers: usize) -> wgpu::Texture {
