@@ -490,23 +490,35 @@ fn bn_quad(f: u32, sc: f32, sh: f32) -> vec4<f32> {
     return vec4<f32>(a.zw, b.xy);
 }
 
-@compute @workgroup_size(64)
-fn bn_pool_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+// Pooled row r (over n, c, pooled rows): its width, the first float of its top window row, its
+// first output index, and its channel's scale and shift.
+struct PoolRow {
+    ow: u32,
+    top: u32,
+    o0: u32,
+    sc: f32,
+    sh: f32,
+}
+
+fn pool_row(r: u32) -> PoolRow {
     let oh = p.hw / p.w / 2u;
     let ow = p.w / 2u;
-    let r = gid.x + gid.y * nwg.x * 64u;
-    if (r >= p.n * p.c * oh) { return; }
     let nc = r / oh;
     let c = nc % p.c;
     let st = tpstats[c];
     let sc = st.y * tpgamma[c];
-    let sh = tpbeta[c] - st.x * sc;
-    let top = nc * p.hw + 2u * (r - nc * oh) * p.w;
-    let o0 = r * ow;
-    for (var j = 0u; j < ow; j++) {
-        let win = pool_window(top + 2u * j, sc, sh);
-        tpy[o0 + j] = win.best;
-        tparg[o0 + j] = win.arg;
+    return PoolRow(ow, nc * p.hw + 2u * (r - nc * oh) * p.w, r * ow, sc, tpbeta[c] - st.x * sc);
+}
+
+@compute @workgroup_size(64)
+fn bn_pool_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x + gid.y * nwg.x * 64u;
+    if (r >= p.n * p.c * (p.hw / p.w / 2u)) { return; }
+    let q = pool_row(r);
+    for (var j = 0u; j < q.ow; j++) {
+        let win = pool_window(q.top + 2u * j, q.sc, q.sh);
+        tpy[q.o0 + j] = win.best;
+        tparg[q.o0 + j] = win.arg;
     }
 }
 
@@ -519,18 +531,15 @@ fn bn_pool_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 
 @compute @workgroup_size(64)
 fn bn_pool_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let oh = p.hw / p.w / 2u;
-    let ow = p.w / 2u;
-    let ow4 = (ow + 3u) / 4u;
     let r = gid.x + gid.y * nwg.x * 64u;
-    if (r >= p.n * p.c * oh) { return; }
-    let nc = r / oh;
-    let c = nc % p.c;
-    let st = tpstats[c];
-    let sc = st.y * tpgamma[c];
-    let sh = tpbeta[c] - st.x * sc;
-    let top = nc * p.hw + 2u * (r - nc * oh) * p.w;
-    let o0 = r * ow;
+    if (r >= p.n * p.c * (p.hw / p.w / 2u)) { return; }
+    let q = pool_row(r);
+    let ow = q.ow;
+    let top = q.top;
+    let o0 = q.o0;
+    let sc = q.sc;
+    let sh = q.sh;
+    let ow4 = (ow + 3u) / 4u;
     // top % 4 == 0 (p.w even, H*W a multiple of 4), so output texel j's 4 windows are floats
     // top + 8j .. + 7 of the top window row and the same p.w floats on; columns past the row are
     // masked
