@@ -287,6 +287,14 @@ pub fn forward_tex(
     } else {
         stats(gpu, s, false, x, st, running)?
     };
+    let pool = |w, arg| PoolApply {
+        w,
+        arg,
+        st,
+        gamma,
+        beta,
+        x: &view,
+    };
     let apply_d = match out {
         BnOut::Y(y) => {
             check_len("y", y, s.len())?;
@@ -318,26 +326,10 @@ pub fn forward_tex(
         }
         BnOut::MaxPool2 { w, y, arg } => {
             check_len("pooled y", y, pooled_len(gpu, s, w)?)?;
-            let pool = PoolApply {
-                w,
-                arg,
-                st,
-                gamma,
-                beta,
-                x: &view,
-            };
-            pool.dispatch(gpu, s, "bn_pool_tex", Res::from(y))?
+            pool(w, arg).dispatch(gpu, s, "bn_pool_tex", Res::from(y))?
         }
         BnOut::MaxPool2Rows { w, y, arg } => {
-            let pool = PoolApply {
-                w,
-                arg,
-                st,
-                gamma,
-                beta,
-                x: &view,
-            };
-            pool.dispatch(gpu, s, "bn_pool_rows_tex", Res::View(y))?
+            pool(w, arg).dispatch(gpu, s, "bn_pool_rows_tex", Res::View(y))?
         }
     };
     Ok((
