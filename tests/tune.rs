@@ -1,6 +1,6 @@
 //! The autotuner: its choices are candidates that pass the CPU check, they are cached on disk per
-//! adapter (a second tuner reads them back without measuring), and a disabled tuner returns the
-//! device defaults. The cache goes to a temporary XDG_CACHE_HOME.
+//! adapter and batch bucket (a second tuner reads them back without measuring), and a disabled
+//! tuner returns the device defaults. The cache goes to a temporary XDG_CACHE_HOME.
 
 mod common;
 use incq::ops::conv::{ConvShape, ConvVariant};
@@ -37,6 +37,13 @@ fn tuner_measures_caches_and_can_be_disabled() {
     };
     let cv = t.conv(g, &s).unwrap();
     assert!(ConvVariant::candidates(g).contains(&cv));
+    // the batch is part of the bucket: 13 shares 16's entry, 4 gets its own
+    let before = t.entries().len();
+    t.conv(g, &ConvShape { n: 13, ..s }).unwrap();
+    assert_eq!(t.entries().len(), before, "{:?}", t.entries());
+    let small = t.conv(g, &ConvShape { n: 4, ..s }).unwrap();
+    assert!(ConvVariant::candidates(g).contains(&small));
+    assert_eq!(t.entries().len(), before + 1, "{:?}", t.entries());
     let path = Tuner::cache_path(g).unwrap();
     assert!(
         path.starts_with(&dir) && path.is_file(),
