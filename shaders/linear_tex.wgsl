@@ -14,6 +14,7 @@
 // backward GEMMs. Each subgroup of 8 invocations owns 8 rows and 32 columns of C, each invocation
 // an 8 x 4 register tile (as gemm_tex). Per 4 reduction steps a lane fetches one A texel and 4 B
 // texels (5 fetches for 128 FMAs) and the 8 lanes' A texels reach every lane by subgroupBroadcast.
+// A workgroup is WG / 8 subgroups stacked along the rows.
 // The epilogue adds a bias (BIAS = 1, aux = bias[n]) and applies ReLU (RELU = 1), or zeroes the
 // elements whose mask source is not positive (MASK = 1, aux = [m][n]: the input of a linear layer
 // that followed a ReLU, so backward-data also applies that ReLU's backward). With SUM = 1 the TN
@@ -38,6 +39,11 @@ override BIAS: u32 = 0u;
 override RELU: u32 = 0u;
 override MASK: u32 = 0u;
 override SUM: u32 = 0u;   // TN only: also colsum[m] = sum_k A[k][m] (a linear layer's bias gradient)
+// Invocations per workgroup, a multiple of 8: 64 (8 subgroups, 64 rows of C), or 8 (one subgroup,
+// 8 rows) where the grid would otherwise have too few workgroups to keep llvmpipe's threads busy:
+// llvmpipe hands each thread a fixed share of a dispatch's workgroups, so a 1-workgroup GEMM runs
+// on one core.
+override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: LinParams;
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
@@ -111,12 +117,12 @@ fn store_row(r: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
               @builtin(local_invocation_index) li: u32,
               @builtin(subgroup_invocation_id) sl: u32) {
     let col4 = wg.x * 8u + sl;
-    let row0 = wg.y * 64u + (li / 8u) * 8u;
+    let row0 = wg.y * WG + (li / 8u) * 8u;
     var asum = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < p.k4; k4++) {
         if (FORM == 2u) {

@@ -30,6 +30,9 @@ crate::gpu_params!(
     }
 );
 
+/// Below this many 64-invocation workgroups, `linear_tex` runs 8-invocation ones.
+pub const LINEAR_MIN_GROUPS: usize = 8;
+
 /// Which products `linear_tex` computes (A and B as stored).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Form {
@@ -210,7 +213,15 @@ pub fn gemm(
             });
         }
     }
-    let groups = [(n.div_ceil(4).div_ceil(8)) as u32, m.div_ceil(64) as u32, 1];
+    // 64 invocations per workgroup, or 8 where that leaves fewer than LINEAR_MIN_GROUPS
+    // workgroups (llvmpipe splits a dispatch's workgroups evenly among its threads up front)
+    let cols = n.div_ceil(4).div_ceil(8);
+    let wg = if cols * m.div_ceil(64) < LINEAR_MIN_GROUPS {
+        8
+    } else {
+        64
+    };
+    let groups = [cols as u32, m.div_ceil(wg) as u32, 1];
     if groups[..2]
         .iter()
         .any(|&g| g > gpu.limits.max_compute_workgroups_per_dimension)
@@ -246,7 +257,8 @@ pub fn gemm(
     .with("BIAS", bias)
     .with("RELU", relu)
     .with("MASK", mask)
-    .with("SUM", f64::from(u8::from(colsum.is_some())));
+    .with("SUM", f64::from(u8::from(colsum.is_some())))
+    .with("WG", wg as f64);
     Dispatch::with_resources(
         gpu,
         &spec,
