@@ -74,6 +74,10 @@ struct ConvTexParams {
 override K: u32 = 3u;       // kernel size
 override PAD: u32 = 1u;     // zero padding (stride 1)
 override CO: u32 = 8u;      // output channels per invocation: 8 or 16
+// Channels of an invocation's group that exist: conv_tex and conv_tex4 set it to cout where cout <
+// CO (one group), and step_c/step_d skip the broadcasts and FMAs of the others (at 6 channels, a
+// quarter of them); 16 elsewhere.
+override CV: u32 = 16u;
 
 // texel addressing shared by pack_act and conv_tex
 fn texel_xy(t: u32) -> vec3<u32> {
@@ -196,24 +200,24 @@ var<private> d7: vec4<f32>;
 
 fn step_c(a: f32, xv: vec4<f32>) {
     c0 = fma(vec4<f32>(subgroupBroadcast(a, 0u)), xv, c0);
-    c1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), xv, c1);
-    c2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), xv, c2);
-    c3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), xv, c3);
-    c4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), xv, c4);
-    c5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), xv, c5);
-    c6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), xv, c6);
-    c7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), xv, c7);
+    if (CV > 1u) { c1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), xv, c1); }
+    if (CV > 2u) { c2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), xv, c2); }
+    if (CV > 3u) { c3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), xv, c3); }
+    if (CV > 4u) { c4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), xv, c4); }
+    if (CV > 5u) { c5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), xv, c5); }
+    if (CV > 6u) { c6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), xv, c6); }
+    if (CV > 7u) { c7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), xv, c7); }
 }
 
 fn step_d(a: f32, xv: vec4<f32>) {
-    d0 = fma(vec4<f32>(subgroupBroadcast(a, 0u)), xv, d0);
-    d1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), xv, d1);
-    d2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), xv, d2);
-    d3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), xv, d3);
-    d4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), xv, d4);
-    d5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), xv, d5);
-    d6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), xv, d6);
-    d7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), xv, d7);
+    if (CV > 8u) { d0 = fma(vec4<f32>(subgroupBroadcast(a, 0u)), xv, d0); }
+    if (CV > 9u) { d1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), xv, d1); }
+    if (CV > 10u) { d2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), xv, d2); }
+    if (CV > 11u) { d3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), xv, d3); }
+    if (CV > 12u) { d4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), xv, d4); }
+    if (CV > 13u) { d5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), xv, d5); }
+    if (CV > 14u) { d6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), xv, d6); }
+    if (CV > 15u) { d7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), xv, d7); }
 }
 
 // The 4 consecutive floats starting at float s of the window t0 | t1 | t2 (s is a constant).

@@ -1056,7 +1056,8 @@ fn conv_tex(
     .with("K", t.k as f64)
     .with("PAD", t.pad as f64)
     .with("S", t.stride as f64)
-    .with("CO", f64::from(co));
+    .with("CO", f64::from(co))
+    .with("CV", t.cout.min(co as usize) as f64);
     let items = (t.n * t.oh * t.ow.div_ceil(4)) as u32;
     steps.push(
         Dispatch::with_resources(
