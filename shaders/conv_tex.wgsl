@@ -74,9 +74,9 @@ struct ConvTexParams {
 override K: u32 = 3u;       // kernel size
 override PAD: u32 = 1u;     // zero padding (stride 1)
 override CO: u32 = 8u;      // output channels per invocation: 8 or 16
-// Channels of an invocation's group that exist: conv_tex and conv_tex4 set it to cout where cout <
-// CO (one group), and step_c/step_d skip the broadcasts and FMAs of the others (at 6 channels, a
-// quarter of them); 16 elsewhere.
+// Channels of an invocation's group that exist: the conv kernels set it to cout where cout < CO
+// (one group; backward-weight: where cout < 8), and step_c/step_d/dw_rows_step skip the
+// broadcasts and FMAs of the others (at 6 channels, a quarter of them).
 override CV: u32 = 16u;
 
 // texel addressing shared by pack_act and conv_tex
@@ -564,15 +564,16 @@ fn taps_dot(dv: vec4<f32>, t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>) -> array
     return array<vec4<f32>, 2>(lo, hi);
 }
 
+// (channels co0 + j >= co0 + CV, which do not exist, are skipped)
 fn dw_rows_step(dv: vec4<f32>, t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>) {
     var r = taps_dot(subgroupBroadcast(dv, 0u), t0, t1, t2); c0 += r[0]; d0 += r[1];
-    r = taps_dot(subgroupBroadcast(dv, 1u), t0, t1, t2); c1 += r[0]; d1 += r[1];
-    r = taps_dot(subgroupBroadcast(dv, 2u), t0, t1, t2); c2 += r[0]; d2 += r[1];
-    r = taps_dot(subgroupBroadcast(dv, 3u), t0, t1, t2); c3 += r[0]; d3 += r[1];
-    r = taps_dot(subgroupBroadcast(dv, 4u), t0, t1, t2); c4 += r[0]; d4 += r[1];
-    r = taps_dot(subgroupBroadcast(dv, 5u), t0, t1, t2); c5 += r[0]; d5 += r[1];
-    r = taps_dot(subgroupBroadcast(dv, 6u), t0, t1, t2); c6 += r[0]; d6 += r[1];
-    r = taps_dot(subgroupBroadcast(dv, 7u), t0, t1, t2); c7 += r[0]; d7 += r[1];
+    if (CV > 1u) { r = taps_dot(subgroupBroadcast(dv, 1u), t0, t1, t2); c1 += r[0]; d1 += r[1]; }
+    if (CV > 2u) { r = taps_dot(subgroupBroadcast(dv, 2u), t0, t1, t2); c2 += r[0]; d2 += r[1]; }
+    if (CV > 3u) { r = taps_dot(subgroupBroadcast(dv, 3u), t0, t1, t2); c3 += r[0]; d3 += r[1]; }
+    if (CV > 4u) { r = taps_dot(subgroupBroadcast(dv, 4u), t0, t1, t2); c4 += r[0]; d4 += r[1]; }
+    if (CV > 5u) { r = taps_dot(subgroupBroadcast(dv, 5u), t0, t1, t2); c5 += r[0]; d5 += r[1]; }
+    if (CV > 6u) { r = taps_dot(subgroupBroadcast(dv, 6u), t0, t1, t2); c6 += r[0]; d6 += r[1]; }
+    if (CV > 7u) { r = taps_dot(subgroupBroadcast(dv, 7u), t0, t1, t2); c7 += r[0]; d7 += r[1]; }
 }
 
 // p.h/p.w/p.w4/p.cin: the layer input; p.oh/p.ow/p.ow4/p.cout: its output (dy);

@@ -824,7 +824,8 @@ fn bwd_weight_tex(
             Binding::TexRead,
         ],
     )
-    .with("K", s.k as f64);
+    .with("K", s.k as f64)
+    .with("CV", s.cout.min(8) as f64);
     let spec = match rows {
         true => spec.with("PAD", s.pad as f64),
         false => spec,
