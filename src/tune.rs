@@ -223,15 +223,15 @@ impl Tuner {
             ops.push([f, b]);
         }
         // Rounds alternate the candidates, and each keeps its fastest time: on a shared CPU a
-        // burst of noise lands on one candidate's samples, never on all of one candidate's rounds.
+        // burst of noise slows some of a candidate's samples, rarely all of its rounds.
         let mut times = vec![f64::INFINITY; cands.len()];
         for round in 0..TUNE_ROUNDS {
-            for (t, op) in times.iter_mut().zip(&ops) {
+            for (fastest, op) in times.iter_mut().zip(&ops) {
                 let tm = time_pass(gpu, "tune conv", usize::from(round == 0), 2, false, &|p| {
                     op.iter().for_each(|o| o.encode(p))
                 })?
                 .min();
-                *t = t.min(tm);
+                *fastest = fastest.min(tm);
             }
         }
         // the default stays unless another candidate beats it by TUNE_MARGIN
