@@ -13,7 +13,9 @@
 //               16) output channels; per (ci, kh) it fetches the NT input texels that cover its
 //               window once and reuses them for all K taps, and lane j of each 8-lane subgroup
 //               fetches the weights of channel co0 + j, which subgroupBroadcast hands to every lane.
-//               Per (ci, kh) that is NT + CO/8 texel fetches for 4*K*CO FMAs;
+//               Per (ci, kh) that is NT + CO/8 texel fetches for 4*K*CO FMAs. Kernel rows
+//               that fall in the padding for all 8 lanes of a subgroup are not visited (the
+//               range comes from subgroupMin/Max of the lanes' output rows);
 //  - conv_bwd_data2_tex: backward-data of a stride-2 conv: each invocation owns 4 consecutive
 //               columns of one dx row and 8 of its channels; per (dy channel, kh) it fetches the 3
 //               dy texels around column 2j and, per tap kw, feeds the two of its 4 columns whose
@@ -286,8 +288,19 @@ fn conv_acc(item: u32, co0: u32, sl: u32) {
     let wrb = co0 + 8u + sl;
     let j0 = i32(S * j) - i32(PADT);
     let zero = vec4<f32>(0.0);
+    // kernel rows that fall in the padding for every lane of the subgroup add nothing, so the
+    // loop runs over the rows that some lane needs (backward-data at pad K - 1 skips about a
+    // quarter of them)
+    var kh_lo = 0u;
+    var kh_hi = K;
+    if (PAD > 0u) {
+        let top = i32(subgroupMax(oh * S)) - i32(PAD);
+        let bottom = i32(subgroupMin(oh * S)) - i32(PAD);
+        kh_lo = u32(clamp(-top, 0, i32(K)));
+        kh_hi = u32(clamp(i32(p.h) - bottom, 0, i32(K)));
+    }
     for (var ci = 0u; ci < p.cin; ci++) {
-        for (var kh = 0u; kh < K; kh++) {
+        for (var kh = kh_lo; kh < kh_hi; kh++) {
             let ih = i32(oh * S + kh) - i32(PAD);
             let rowok = ih >= 0 && ih < i32(p.h);
             let row = (n * p.cin + ci) * p.h + u32(clamp(ih, 0, i32(p.h) - 1));
