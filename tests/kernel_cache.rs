@@ -57,3 +57,21 @@ fn a_pipeline_that_cannot_build_is_an_error_naming_the_shader() {
         .expect("an unknown override must not build");
     assert!(err.to_string().contains("elementwise"), "{err}");
 }
+
+/// `set_source` (and so `INCQ_SHADER_DIR`) replaces a file's WGSL for the kernels built after
+/// it: here a copy of elementwise.wgsl whose `fill` is renamed.
+#[test]
+fn set_source_replaces_the_embedded_wgsl() {
+    let Some(_) = common::gpu() else { return };
+    let g = incq::Gpu::open(&Default::default()).unwrap();
+    let wgsl = ShaderId::Elementwise
+        .source()
+        .replace("fn fill(", "fn fill_edited(");
+    g.kernels.set_source(ShaderId::Elementwise, wgsl);
+    assert!(g
+        .kernel(&KernelSpec::new(ShaderId::Elementwise, "fill_edited", B))
+        .is_ok());
+    assert!(g
+        .kernel(&KernelSpec::new(ShaderId::Elementwise, "fill", B))
+        .is_err());
+}

@@ -157,7 +157,7 @@ impl Gpu {
             info,
             limits,
             features,
-            kernels: KernelCache::default(),
+            kernels: kernel_cache_from_env()?,
         })
     }
 
@@ -407,4 +407,25 @@ impl<'e> Rec<'e> {
             });
         }
     }
+}
+
+/// A kernel cache set up from the environment: `INCQ_BOUNDS_CHECKS=1` builds every kernel with
+/// wgpu's bounds checks, and `INCQ_SHADER_DIR` replaces the embedded WGSL of each file found
+/// there (see [`KernelCache::set_source`]).
+fn kernel_cache_from_env() -> Result<KernelCache> {
+    let k = KernelCache::default();
+    k.set_all_checked(std::env::var("INCQ_BOUNDS_CHECKS").is_ok_and(|v| v == "1"));
+    if let Some(dir) = std::env::var_os("INCQ_SHADER_DIR") {
+        for &id in crate::gpu::kernels::ShaderId::ALL {
+            let path = std::path::Path::new(&dir).join(format!("{}.wgsl", id.name()));
+            if path.exists() {
+                let wgsl = std::fs::read_to_string(&path).map_err(|e| Error::BadArg {
+                    flag: "INCQ_SHADER_DIR".into(),
+                    msg: format!("cannot read {}: {e}", path.display()),
+                })?;
+                k.set_source(id, wgsl);
+            }
+        }
+    }
+    Ok(k)
 }

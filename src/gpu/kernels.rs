@@ -105,7 +105,8 @@ impl ShaderId {
 
     /// True for files whose indexing is proven in bounds (each access is argued in the file's
     /// header, and the host checks buffer sizes, texture limits and the subgroup size before it
-    /// builds a dispatch), so they are created without wgpu's runtime bounds checks.
+    /// builds a dispatch), so they are created without wgpu's runtime bounds checks (unless
+    /// `INCQ_BOUNDS_CHECKS=1`, see [`KernelCache::set_all_checked`]).
     pub fn bounds_proven(self) -> bool {
         matches!(self, ShaderId::ConvTex | ShaderId::LinearTex)
     }
@@ -184,6 +185,7 @@ impl KernelSpec {
 struct KernelKey {
     shader: ShaderId,
     entry: &'static str,
+    trusted: bool,
     overrides: Vec<(&'static str, u64)>,
 }
 
@@ -238,11 +240,17 @@ impl Kernel {
     }
 }
 
-/// Pipelines cached by (shader, entry, overrides); shader modules cached per file.
+/// Pipelines cached by (shader, entry, overrides); shader modules cached per (file, checked or
+/// not).
 #[derive(Default)]
 pub struct KernelCache {
-    modules: Mutex<HashMap<ShaderId, Arc<wgpu::ShaderModule>>>,
+    modules: Mutex<HashMap<(ShaderId, bool), Arc<wgpu::ShaderModule>>>,
     kernels: Mutex<HashMap<KernelKey, Arc<Kernel>>>,
+    /// Build every kernel with wgpu's bounds checks, the proven ones included (set from
+    /// `INCQ_BOUNDS_CHECKS=1` when the device opens; for debugging and for A/B timing).
+    all_checked: std::sync::atomic::AtomicBool,
+    /// WGSL that replaces a file's embedded source (`set_source`).
+    sources: Mutex<HashMap<ShaderId, Arc<str>>>,
 }
 
 fn layout_entries(bindings: &[Binding]) -> Vec<wgpu::BindGroupLayoutEntry> {
@@ -285,8 +293,34 @@ fn layout_entries(bindings: &[Binding]) -> Vec<wgpu::BindGroupLayoutEntry> {
 }
 
 impl KernelCache {
-    fn module(&self, gpu: &Gpu, shader: ShaderId) -> Result<Arc<wgpu::ShaderModule>> {
-        if let Some(m) = self.modules.lock().unwrap().get(&shader) {
+    /// Builds the kernels made from now on with wgpu's runtime bounds checks when `on`, even
+    /// where `ShaderId::bounds_proven` holds (kernels already built keep theirs).
+    pub fn set_all_checked(&self, on: bool) {
+        self.all_checked
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Builds `shader`'s kernels made from now on from `wgsl` instead of the embedded file (for
+    /// kernel development: `INCQ_SHADER_DIR=dir` loads `dir/<name>.wgsl` for every file found
+    /// there when the device opens, so an edited kernel runs without a rebuild; and for A/B
+    /// timing of two versions in one process). The file's bounds-check status is unchanged, so
+    /// an edit of a `bounds_proven` file must keep its proof.
+    pub fn set_source(&self, shader: ShaderId, wgsl: String) {
+        self.sources.lock().unwrap().insert(shader, Arc::from(wgsl));
+    }
+
+    fn trusted(&self, spec: &KernelSpec) -> bool {
+        spec.shader.bounds_proven() && !self.all_checked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The module of `shader`, built without wgpu's runtime bounds checks when `trusted`.
+    fn module(
+        &self,
+        gpu: &Gpu,
+        shader: ShaderId,
+        trusted: bool,
+    ) -> Result<Arc<wgpu::ShaderModule>> {
+        if let Some(m) = self.modules.lock().unwrap().get(&(shader, trusted)) {
             return Ok(m.clone());
         }
         if shader.needs_f16() && !gpu.has_f16() {
@@ -304,11 +338,15 @@ impl KernelCache {
             });
         }
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let source = self.sources.lock().unwrap().get(&shader).cloned();
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(shader.name()),
-            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+            source: wgpu::ShaderSource::Wgsl(match &source {
+                Some(s) => s.to_string().into(),
+                None => shader.source().into(),
+            }),
         };
-        let module = if shader.bounds_proven() {
+        let module = if trusted {
             // SAFETY: `bounds_proven` lists only files whose every buffer, texture and array
             // access is in bounds by construction, given the host-side checks of their ops
             // (see the file's header); wgpu's injected checks cost a quarter of their time.
@@ -327,15 +365,20 @@ impl KernelCache {
             });
         }
         let module = Arc::new(module);
-        self.modules.lock().unwrap().insert(shader, module.clone());
+        self.modules
+            .lock()
+            .unwrap()
+            .insert((shader, trusted), module.clone());
         Ok(module)
     }
 
     /// Returns the cached pipeline for `spec`, building it on first use.
     pub fn get(&self, gpu: &Gpu, spec: &KernelSpec) -> Result<Arc<Kernel>> {
+        let trusted = self.trusted(spec);
         let key = KernelKey {
             shader: spec.shader,
             entry: spec.entry,
+            trusted,
             overrides: spec
                 .overrides
                 .iter()
@@ -345,7 +388,7 @@ impl KernelCache {
         if let Some(k) = self.kernels.lock().unwrap().get(&key) {
             return Ok(k.clone());
         }
-        let module = self.module(gpu, spec.shader)?;
+        let module = self.module(gpu, spec.shader, trusted)?;
         let label = format!("{}::{}", spec.shader.name(), spec.entry);
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout = gpu
