@@ -991,6 +991,130 @@ fn bn_pool_tex_matches_the_unfused_path() {
     assert!(r.is_err(), "bn_pool_tex accepted rows of 3");
 }
 
+/// The batch-norm texture ops and the max-pooling ops refuse buffers and textures too small for
+/// the shape, naming them (wgpu's bounds checks would clamp the accesses: a wrong result, not an
+/// error).
+#[test]
+fn batch_norm_and_pooling_refuse_short_buffers_and_textures() {
+    let Some(g) = gpu() else { return };
+    // (tensors are padded to a multiple of 4 floats, so the short ones are shorter by 4)
+    let s = BnShape {
+        n: 2,
+        c: 5,
+        hw: 16,
+        relu: true,
+    };
+    let err = |r: incq::Result<incq::ops::Op>| match r {
+        Ok(_) => String::from("accepted"),
+        Err(e) => e.to_string(),
+    };
+    if norm::tex_ok(g, &s) {
+        let (x, st, run) = (out(g, s.len()), out(g, 2 * s.c), out(g, 2 * s.c));
+        let (gamma, short) = (out(g, s.c), out(g, s.c - 1));
+        let y = out(g, s.len());
+        let f = |gm: &Tensor, st: &Tensor| {
+            norm::forward_tex(
+                g,
+                &s,
+                true,
+                &x.buf,
+                &st.buf,
+                &run.buf,
+                &gm.buf,
+                &gamma.buf,
+                norm::BnOut::Y(&y.buf),
+            )
+            .map(|(op, _)| op)
+        };
+        assert!(
+            err(f(&short, &st)).contains("gamma"),
+            "{}",
+            err(f(&short, &st))
+        );
+        assert!(
+            err(f(&gamma, &gamma)).contains("stats"),
+            "{}",
+            err(f(&gamma, &gamma))
+        );
+        let (_, xv) = norm::forward_tex(
+            g,
+            &s,
+            true,
+            &x.buf,
+            &st.buf,
+            &run.buf,
+            &gamma.buf,
+            &gamma.buf,
+            norm::BnOut::Y(&y.buf),
+        )
+        .unwrap();
+        fn bwd<'a>(
+            x: &'a Tensor,
+            gamma: &'a Tensor,
+            st: &'a Tensor,
+            y: &'a Tensor,
+            dgamma: &'a Tensor,
+        ) -> BnBwd<'a> {
+            BnBwd {
+                x: &x.buf,
+                beta: &gamma.buf,
+                dy: &y.buf,
+                stats: &st.buf,
+                gamma: &gamma.buf,
+                dgamma: &dgamma.buf,
+                dbeta: &gamma.buf,
+                dx: &y.buf,
+            }
+        }
+        let b = |dgamma| bwd(&x, &gamma, &st, &y, dgamma);
+        let e = err(norm::backward_tex(g, &s, &b(&short), &xv));
+        assert!(e.contains("dgamma"), "{e}");
+        assert_eq!(err(norm::backward_tex(g, &s, &b(&gamma), &xv)), "accepted");
+        // the view of a texture of one 2048-texel row, for a shape of 2560 texels
+        let big = BnShape { hw: 1024, ..s };
+        let small = BnShape { n: 1, ..big };
+        let (x1, xb, yb) = (out(g, small.len()), out(g, big.len()), out(g, big.len()));
+        let (_, xv1) = norm::forward_tex(
+            g,
+            &small,
+            true,
+            &x1.buf,
+            &st.buf,
+            &run.buf,
+            &gamma.buf,
+            &gamma.buf,
+            norm::BnOut::Y(&x1.buf),
+        )
+        .unwrap();
+        let e = err(norm::backward_tex(
+            g,
+            &big,
+            &bwd(&xb, &gamma, &st, &yb, &gamma),
+            &xv1,
+        ));
+        assert!(e.contains("x texture"), "{e}");
+    }
+    let ps = PoolShape {
+        n: 2,
+        c: 3,
+        h: 6,
+        w: 8,
+    };
+    let (x, y, arg) = (out(g, 2 * 3 * 48), out(g, 2 * 3 * 12), out(g, 2 * 3 * 12));
+    let short = out(g, 2 * 3 * 12 - 4);
+    let r = |d: incq::Result<incq::ops::Dispatch>| match d {
+        Ok(_) => String::from("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        r(pool::max_fwd(g, &ps, &x.buf, &y.buf, &arg.buf)),
+        "accepted"
+    );
+    assert!(r(pool::max_fwd(g, &ps, &x.buf, &short.buf, &arg.buf)).contains("y holds"));
+    assert!(r(pool::max_bwd(g, &ps, &y.buf, &short.buf, &x.buf)).contains("argmax holds"));
+    assert!(r(pool::max_bwd(g, &ps, &y.buf, &arg.buf, &y.buf)).contains("dx holds"));
+}
+
 /// Fills an rgba32float texture (one array layer) with `texels` texels of `data` (4 floats each,
 /// texel t at x = t % 2048, row t / 2048) and `fill` bits everywhere else.
 fn write_rows_texture(g: &incq::Gpu, tex: &wgpu::Texture, data: &[f32], fill: u32) {

@@ -137,6 +137,19 @@ impl ConvVariant {
 const TEX_W: u32 = 2048;
 const TEX_ROWS: u32 = 4096;
 
+/// Whether the texture behind `view` (a 2-D array view of all its layers, as [`act_texture`]
+/// makes them) holds texels `0 .. texels` at their `texel_xy` places (x = t % 2048, row
+/// (t / 2048) % 4096, layer t / 2^23): a host check on textures that a caller passes in.
+pub fn view_holds(view: &wgpu::TextureView, texels: usize) -> bool {
+    let s = view.texture().size();
+    let rows = texels.div_ceil(TEX_W as usize);
+    let (h, layers) = (s.height as usize, s.depth_or_array_layers as usize);
+    texels == 0
+        || (s.width == TEX_W
+            && layers >= 1
+            && (rows <= h || (h == TEX_ROWS as usize && rows.div_ceil(h) <= layers)))
+}
+
 fn act_texels(n: usize, c: usize, h: usize, w: usize) -> usize {
     n * c * h * w.div_ceil(4)
 }

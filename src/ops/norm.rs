@@ -208,6 +208,40 @@ pub fn tex_ok(gpu: &Gpu, s: &BnShape) -> bool {
         && crate::ops::conv::act_texture_fits(gpu, s.len() / 4)
 }
 
+/// What the texture-fed kernels rely on (a short buffer would be read clamped, a wrong result):
+/// one workgroup per channel fits a grid row, and the per-channel buffers hold C (gamma, beta,
+/// dgamma, dbeta) or 2C (stats, running) floats.
+fn check_channels(
+    gpu: &Gpu,
+    s: &BnShape,
+    per_channel: &[(&str, &wgpu::Buffer, usize)],
+) -> Result<()> {
+    if s.c > gpu.limits.max_compute_workgroups_per_dimension as usize {
+        return Err(Error::Shape {
+            op: "batch_norm",
+            msg: format!(
+                "{} channels: the texture-fed kernels run one workgroup per channel, at most {}",
+                s.c, gpu.limits.max_compute_workgroups_per_dimension
+            ),
+        });
+    }
+    for (what, b, per) in per_channel {
+        check_len(what, b, per * s.c)?;
+    }
+    Ok(())
+}
+
+/// An error unless `view` holds `texels` texels (`conv::view_holds`).
+fn check_view(what: &str, view: &wgpu::TextureView, texels: usize) -> Result<()> {
+    if !crate::ops::conv::view_holds(view, texels) {
+        return Err(Error::Shape {
+            op: "batch_norm",
+            msg: format!("the {what} texture does not hold {texels} texels"),
+        });
+    }
+    Ok(())
+}
+
 fn check_len(what: &str, b: &wgpu::Buffer, floats: usize) -> Result<()> {
     if b.size() < (floats * 4) as u64 {
         return Err(Error::Shape {
@@ -263,6 +297,16 @@ pub fn forward_tex(
 ) -> Result<(Op, wgpu::TextureView)> {
     s.check()?;
     check_len("x", x, s.len())?;
+    check_channels(
+        gpu,
+        s,
+        &[
+            ("stats", st, 2),
+            ("running", running, 2),
+            ("gamma", gamma, 1),
+            ("beta", beta, 1),
+        ],
+    )?;
     let (copy, tex, view) = crate::ops::conv::act_texture_copy(gpu, "bn x texture", x, s.len() / 4);
     let stats_d = if train {
         let spec = KernelSpec::new(
@@ -329,6 +373,9 @@ pub fn forward_tex(
             pool(w, arg).dispatch(gpu, s, "bn_pool_tex", Res::from(y))?
         }
         BnOut::MaxPool2Rows { w, y, arg } => {
+            // N * C * (H / 2) rows of ceil((w / 2) / 4) texels
+            let rows = pooled_len(gpu, s, w)? / (w / 2);
+            check_view("pooled rows", y, rows * (w / 2).div_ceil(4))?;
             pool(w, arg).dispatch(gpu, s, "bn_pool_rows_tex", Res::View(y))?
         }
     };
@@ -457,6 +504,22 @@ fn backward_tex_to(
 ) -> Result<Op> {
     s.check()?;
     check_len("dy", b.dy, s.len())?;
+    check_channels(
+        gpu,
+        s,
+        &[
+            ("stats", b.stats, 2),
+            ("gamma", b.gamma, 1),
+            ("beta", b.beta, 1),
+            ("dgamma", b.dgamma, 1),
+            ("dbeta", b.dbeta, 1),
+        ],
+    )?;
+    check_view("x", x_view, s.len() / 4)?;
+    if let Some((w, v)) = dx_rows {
+        // N * C * (HW / w) rows of ceil(w / 4) texels
+        check_view("dx rows", v, s.n * s.c * (s.hw / w) * w.div_ceil(4))?;
+    }
     let (copy, tex, dyv) =
         crate::ops::conv::act_texture_copy(gpu, "bn dy texture", b.dy, s.len() / 4);
     let red = KernelSpec::new(

@@ -50,6 +50,34 @@ impl PoolShape {
 
 const WG: u32 = 256;
 
+/// What the max-pooling kernels rely on (a short buffer would be read clamped, a wrong result): a
+/// window fits, the full-size buffers hold N*C*H*W floats and the pooled ones N*C*OH*OW values.
+fn check_max(
+    s: &PoolShape,
+    full: &[(&str, &wgpu::Buffer)],
+    pooled: &[(&str, &wgpu::Buffer)],
+) -> Result<()> {
+    if s.h < 2 || s.w < 2 {
+        return Err(Error::Shape {
+            op: "maxpool2",
+            msg: format!("input {s:?} is smaller than the 2x2 window"),
+        });
+    }
+    let (oh, ow) = s.max_out();
+    let lens = [(full, s.n * s.c * s.h * s.w), (pooled, s.n * s.c * oh * ow)];
+    for (bufs, len) in lens {
+        for (what, b) in bufs {
+            if b.size() < (len * 4) as u64 {
+                return Err(Error::Shape {
+                    op: "maxpool2",
+                    msg: format!("{what} holds {} values, {s:?} needs {len}", b.size() / 4),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// y, arg = maxpool2(x).
 pub fn max_fwd(
     gpu: &Gpu,
@@ -58,12 +86,7 @@ pub fn max_fwd(
     y: &wgpu::Buffer,
     arg: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    if s.h < 2 || s.w < 2 {
-        return Err(Error::Shape {
-            op: "maxpool2",
-            msg: format!("input {s:?} is smaller than the 2x2 window"),
-        });
-    }
+    check_max(s, &[("x", x)], &[("y", y), ("argmax", arg)])?;
     let (oh, _) = s.max_out();
     let spec = KernelSpec::new(
         ShaderId::Pool,
@@ -97,6 +120,7 @@ pub fn max_bwd(
     arg: &wgpu::Buffer,
     dx: &wgpu::Buffer,
 ) -> Result<Dispatch> {
+    check_max(s, &[("dx", dx)], &[("dy", dy), ("argmax", arg)])?;
     let spec = KernelSpec::new(
         ShaderId::Pool,
         if s.w.is_multiple_of(4) {
