@@ -228,7 +228,9 @@ fn bn_bwd_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 //  - bn_bwd_reduce_tex: one workgroup per channel: dgamma, dbeta;
 //  - bn_bwd_dx_tex: one invocation per (n, c) row: dx, vec4 stores;
 //  - bn_pool_tex / bn_pool_rows_tex: apply, ReLU and 2x2 max pooling in one pass (below);
-//  - bn_bwd_dx_rows_tex: dx straight into the row texture of the conv whose dy it is (below).
+//  - bn_bwd_dx_rows_tex: dx straight into the row texture of the conv whose dy it is (below);
+//  - bn_pool_bwd_reduce_tex / bn_pool_bwd_dx_tex: the backward pass of bn_pool_tex from the
+//    pooled dy, the pooling's backward folded in (at the end).
 
 fn texel_xy(t: u32) -> vec3<u32> {
     let row = t >> 11u;
@@ -374,7 +376,11 @@ fn dx_coefs(c: u32) -> DxCoefs {
 }
 
 fn dx4(d: DxCoefs, x: vec4<f32>, dy: vec4<f32>) -> vec4<f32> {
-    let g = g4_of(dy, x, d.sc, d.sh);
+    return dx4_of_g(d, x, g4_of(dy, x, d.sc, d.sh));
+}
+
+// dx from g, dy already masked by the forward's ReLU
+fn dx4_of_g(d: DxCoefs, x: vec4<f32>, g: vec4<f32>) -> vec4<f32> {
     let xhat = (x - vec4<f32>(d.mean)) * d.inv;
     return d.k * (g - vec4<f32>(d.mb) - xhat * d.mg);
 }
@@ -442,6 +448,8 @@ fn bn_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 // pooled (floor). Each window row is one float pair inside one texel: 2 fetches per window.
 @group(0) @binding(1) var<storage, read_write> tpy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> tparg: array<u32>;
+// Whether the pooling kernels store the argmax (not where bn_pool_bwd_*_tex recompute it).
+override ARG: bool = true;
 @group(0) @binding(3) var tpx: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(4) var<storage, read> tpstats: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read> tpgamma: array<f32>;
@@ -518,7 +526,7 @@ fn bn_pool_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     for (var j = 0u; j < q.ow; j++) {
         let win = pool_window(q.top + 2u * j, q.sc, q.sh);
         tpy[q.o0 + j] = win.best;
-        tparg[q.o0 + j] = win.arg;
+        if (ARG) { tparg[q.o0 + j] = win.arg; }
     }
 }
 
@@ -553,13 +561,111 @@ fn bn_pool_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         let q1 = argmax4(a0.zw, b0.zw);
         let q2 = argmax4(a1.xy, b1.xy);
         let q3 = argmax4(a1.zw, b1.zw);
-        tparg[o0 + col] = q0.arg;
-        if (col + 1u < ow) { tparg[o0 + col + 1u] = q1.arg; }
-        if (col + 2u < ow) { tparg[o0 + col + 2u] = q2.arg; }
-        if (col + 3u < ow) { tparg[o0 + col + 3u] = q3.arg; }
+        if (ARG) {
+            tparg[o0 + col] = q0.arg;
+            if (col + 1u < ow) { tparg[o0 + col + 1u] = q1.arg; }
+            if (col + 2u < ow) { tparg[o0 + col + 2u] = q2.arg; }
+            if (col + 3u < ow) { tparg[o0 + col + 3u] = q3.arg; }
+        }
         let v = vec4<f32>(q0.best, q1.best, q2.best, q3.best);
         let keep = vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(ow);
         let xy = texel_xy(r * ow4 + j);
         textureStore(tqy, xy.xy, xy.z, select(vec4<f32>(0.0), v, keep));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bn_pool_bwd_reduce_tex / bn_pool_bwd_dx_tex: the backward pass of a batch norm (and ReLU) whose
+// 2x2 max pooling bn_pool_tex / bn_pool_rows_tex computed, from the pooled dy: the pooling's own
+// backward pass (maxpool2_bwd*, a full-size dy, its copy into a texture) and the forward's argmax
+// stores are not needed. An element's dy is its window's pooled dy where it is the window's
+// argmax and 0 elsewhere, with the argmax recomputed from x exactly as the forward computes it
+// (the same fma, ReLU and comparisons, so the same argmax and ties); then the formulas of
+// bn_bwd_reduce_tex and bn_bwd_dx_tex. For p.w a multiple of 4 and H = HW / p.w even (the host
+// checks): texel j of a pooled row's two window rows holds windows 2j and 2j + 1, whose pooled
+// dys are vec2 j of the pooled row (OW / 2 = p.w / 4 vec2s per row).
+@group(0) @binding(4) var<storage, read> trpdy: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> tdx_pdy: array<vec2<f32>>;
+
+// g (dy masked by the ReLU) of the top (x texel xa) and bottom (xb) rows of two windows with
+// pooled dys d.
+fn pooled_g(xa: vec4<f32>, xb: vec4<f32>, d: vec2<f32>, sc: f32, sh: f32) -> array<vec4<f32>, 2> {
+    let za = fma(xa, vec4<f32>(sc), vec4<f32>(sh));
+    let zb = fma(xb, vec4<f32>(sc), vec4<f32>(sh));
+    var ya = za;
+    var yb = zb;
+    if (p.relu != 0u) {
+        ya = max(za, vec4<f32>(0.0));
+        yb = max(zb, vec4<f32>(0.0));
+    }
+    let a0 = argmax4(ya.xy, yb.xy).arg;
+    let a1 = argmax4(ya.zw, yb.zw).arg;
+    let z = 0.0;
+    var ga = vec4<f32>(select(z, d.x, a0 == 0u), select(z, d.x, a0 == 1u),
+                       select(z, d.y, a1 == 0u), select(z, d.y, a1 == 1u));
+    let gb = vec4<f32>(select(z, d.x, a0 == 2u), select(z, d.x, a0 == 3u),
+                       select(z, d.y, a1 == 2u), select(z, d.y, a1 == 3u));
+    // the ReLU's mask matters only for a window's top-left element: any other is the argmax
+    // only when it is above a value >= 0, so its z > 0
+    if (p.relu != 0u) {
+        ga = select(vec4<f32>(0.0), ga, za > vec4<f32>(0.0));
+    }
+    return array<vec4<f32>, 2>(ga, gb);
+}
+
+@compute @workgroup_size(WGR)
+fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = wg.x;
+    let st = trstats[c];
+    let sc = st.y * trgamma[c];
+    let sh = trbeta[c] - st.x * sc;
+    let w4 = p.w / 4u;
+    let oh = p.hw / p.w / 2u;
+    var sg = vec4<f32>(0.0);
+    var sgx = vec4<f32>(0.0);
+    // the walk visits the pooled rows (n, r) of channel c
+    for (var w = walk_start(lid, oh); w.n < p.n; w = walk_next(w, oh)) {
+        let nc = w.n * p.c + c;
+        let top = nc * (p.hw / 4u) + 2u * w.r * w4;
+        let d0 = (nc * oh + w.r) * w4;
+        for (var j = 0u; j < w4; j++) {
+            let ta = texel_xy(top + j);
+            let tb = texel_xy(top + w4 + j);
+            let xa = textureLoad(trx, ta.xy, ta.z);
+            let xb = textureLoad(trx, tb.xy, tb.z);
+            let g = pooled_g(xa, xb, trpdy[d0 + j], sc, sh);
+            sg += g[0] + g[1];
+            sgx = fma(g[0], (xa - vec4<f32>(st.x)) * st.y, sgx);
+            sgx = fma(g[1], (xb - vec4<f32>(st.x)) * st.y, sgx);
+        }
+    }
+    red0[lid] = hsum4(sgx);
+    red1[lid] = hsum4(sg);
+    tree2(lid);
+    if (lid == 0u) {
+        tdgamma[c] = red0[0];
+        tdbeta[c] = red1[0];
+    }
+}
+
+// One invocation per pooled row (n, c, r): dx of its two window rows, vec4 stores.
+@compute @workgroup_size(64)
+fn bn_pool_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pr = gid.x + gid.y * nwg.x * 64u;
+    let oh = p.hw / p.w / 2u;
+    if (pr >= p.n * p.c * oh) { return; }
+    let nc = pr / oh;
+    let d = dx_coefs(nc % p.c);
+    let w4 = p.w / 4u;
+    let top = nc * (p.hw / 4u) + 2u * (pr - nc * oh) * w4;
+    let d0 = pr * w4;
+    for (var j = 0u; j < w4; j++) {
+        let ta = texel_xy(top + j);
+        let tb = texel_xy(top + w4 + j);
+        let xa = textureLoad(tdx_x, ta.xy, ta.z);
+        let xb = textureLoad(tdx_x, tb.xy, tb.z);
+        let g = pooled_g(xa, xb, tdx_pdy[d0 + j], d.sc, d.sh);
+        tddx[top + j] = dx4_of_g(d, xa, g[0]);
+        tddx[top + w4 + j] = dx4_of_g(d, xb, g[1]);
     }
 }

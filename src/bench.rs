@@ -652,7 +652,7 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         let out = norm::BnOut::MaxPool2 {
             w: ps.w,
             y: &py.buf,
-            arg: &arg.buf,
+            arg: Some(&arg.buf),
         };
         let (f, _) = norm::forward_tex(
             gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, out,
@@ -671,7 +671,7 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         let out = norm::BnOut::MaxPool2Rows {
             w: ps.w,
             y: &pv,
-            arg: &arg.buf,
+            arg: Some(&arg.buf),
         };
         let (f, xv) = norm::forward_tex(
             gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, out,
@@ -697,6 +697,39 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
             5.0 * bytes,
             "GB/s",
         )?;
+        if norm::pool_bwd_ok(gpu, &bs, ps.w) {
+            // what training runs there: the forward stores no argmax, and the backward takes the
+            // pooled dy and does the pooling's backward too (x read twice, a quarter-size dy
+            // twice, dx written)
+            let out = norm::BnOut::MaxPool2Rows {
+                w: ps.w,
+                y: &pv,
+                arg: None,
+            };
+            let (f, xv) = norm::forward_tex(
+                gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, out,
+            )?;
+            timed(
+                &mut rows,
+                "bn_fwd",
+                shape.clone(),
+                "relu + maxpool into a conv texture, no argmax".into(),
+                &f,
+                2.5 * bytes,
+                "GB/s",
+            )?;
+            let pooled = BnBwd { dy: &py.buf, ..bw };
+            let op = norm::backward_tex_pooled(gpu, &bs, &pooled, &xv, ps.w)?;
+            timed(
+                &mut rows,
+                "bn_bwd",
+                shape.clone(),
+                "relu + maxpool backward, from the pooled dy".into(),
+                &op,
+                3.5 * bytes,
+                "GB/s",
+            )?;
+        }
     }
     let op = pool::max_fwd(gpu, &ps, &x.buf, &py.buf, &arg.buf)?.into();
     timed(

@@ -952,7 +952,7 @@ fn bn_pool_tex_matches_the_unfused_path() {
         let pooled = norm::BnOut::MaxPool2 {
             w,
             y: &tpy.buf,
-            arg: &targ.buf,
+            arg: Some(&targ.buf),
         };
         let run2 = run(pooled, &st2);
         let what = format!("bn_pool_tex {s:?} w {w} train {train}");
@@ -983,7 +983,7 @@ fn bn_pool_tex_matches_the_unfused_path() {
     let bad = norm::BnOut::MaxPool2 {
         w: 3,
         y: &py.buf,
-        arg: &arg.buf,
+        arg: Some(&arg.buf),
     };
     let r = norm::forward_tex(
         g, &s, true, &x.buf, &st.buf, &tr.buf, &one.buf, &one.buf, bad,
@@ -1204,7 +1204,7 @@ fn bn_rows_kernels_match_the_buffer_paths() {
             norm::BnOut::MaxPool2 {
                 w,
                 y: &tpy.buf,
-                arg: &targ1.buf,
+                arg: Some(&targ1.buf),
             },
         )
         .unwrap();
@@ -1224,7 +1224,7 @@ fn bn_rows_kernels_match_the_buffer_paths() {
             norm::BnOut::MaxPool2Rows {
                 w,
                 y: &pview,
-                arg: &targ2.buf,
+                arg: Some(&targ2.buf),
             },
         )
         .unwrap();
@@ -1318,6 +1318,204 @@ fn bn_rows_kernels_match_the_buffer_paths() {
     };
     let e = norm::backward_tex_rows(g, &s, &b, &xv, 3, &xv).err();
     assert!(e.is_some(), "bn_bwd_dx_rows_tex accepted rows of 3");
+}
+
+/// The batch norm's backward pass with the 2x2 max pooling's folded in (bn_pool_bwd_*_tex, from
+/// the pooled dy, the argmax recomputed from x) against the unfused path (the forward's stored
+/// argmax, maxpool2_bwd, bn_bwd_*_tex) and the f64 twins (reference max_bwd, then the norm's
+/// backward): dx, dgamma and dbeta to 1e-4 and 1e-3; and dx and dgamma against central finite
+/// differences of maxpool(bn(x)) without ReLU, on inputs whose window values are 0.25 apart (so a
+/// step of 1e-2 never moves an argmax). The forward without argmax stores (ARG = false) pools the
+/// same bits.
+#[test]
+fn bn_pool_backward_matches_pooling_then_bn_backward() {
+    let Some(g) = gpu() else { return };
+    let cases = [
+        (64, 6, 28, 28, true),
+        (1, 1, 2, 4, true),
+        (3, 5, 6, 12, false),
+        (2, 7, 4, 8, true),
+        (5, 3, 10, 20, true),
+        (4, 9, 16, 64, true),
+        (2, 3, 4, 8, false),
+    ];
+    for (t, &(n, c, h, w, relu)) in cases.iter().enumerate() {
+        let s = BnShape {
+            n,
+            c,
+            hw: h * w,
+            relu,
+        };
+        if !norm::pool_bwd_ok(g, &s, w) {
+            eprintln!("bn_pool_bwd_*_tex: not selected on this adapter (not CPU-backed)");
+            return;
+        }
+        let what = format!("{s:?} rows of {w}");
+        let mut rng = Rng::new(500 + t as u64);
+        let ps = PoolShape { n, c, h, w };
+        let (oh, ow) = ps.max_out();
+        let m = n * c * oh * ow;
+        // each window's values are a shuffle of 0, 0.25, 0.5, 0.75 on a random base
+        let mut x = vec![0.0f32; s.len()];
+        for win in 0..m {
+            let (nc, r, j) = (win / (oh * ow), (win / ow) % oh, win % ow);
+            let base = rng.normal();
+            let mut offs = [0.0f32, 0.25, 0.5, 0.75];
+            for k in (1..4).rev() {
+                offs.swap(k, rng.below(k as u64 + 1) as usize);
+            }
+            for (k, o) in offs.iter().enumerate() {
+                let i = nc * h * w + (2 * r + k / 2) * w + 2 * j + k % 2;
+                x[i] = base + o + rng.uniform(-0.02, 0.02);
+            }
+        }
+        let gamma = rng.vec(c, 0.5, 1.5);
+        let beta = rng.vec(c, -0.5, 0.5);
+        let running = [rng.vec(c, -0.1, 0.1), rng.vec(c, 0.9, 1.1)].concat();
+        let pdy = rng.vec(m, -1.0, 1.0);
+        let (tx, tg, tb, tpdy) = (up(g, &x), up(g, &gamma), up(g, &beta), up(g, &pdy));
+        let (st, tpy1, tpy2) = (out(g, 2 * c), out(g, m), out(g, m));
+        let targ = Tensor::empty(g, "arg", &[m], DType::U32).unwrap();
+        let (tr1, tr2) = (up(g, &running), up(g, &running));
+        let fwd = |tr: &Tensor, py: &Tensor, arg: Option<&wgpu::Buffer>| {
+            let out = norm::BnOut::MaxPool2 { w, y: &py.buf, arg };
+            norm::forward_tex(
+                g, &s, true, &tx.buf, &st.buf, &tr.buf, &tg.buf, &tb.buf, out,
+            )
+            .unwrap()
+        };
+        let (f1, xv) = fwd(&tr1, &tpy1, Some(&targ.buf));
+        f1.run(g);
+        let (f2, _) = fwd(&tr2, &tpy2, None);
+        f2.run(g);
+        let py = tpy1.to_f32(g).unwrap();
+        common::assert_exact_f32(
+            &format!("{what} pooled without argmax"),
+            &tpy2.to_f32(g).unwrap(),
+            &py,
+        );
+
+        let bwd = |dy: &'_ Tensor, dx: &'_ Tensor, dg: &'_ Tensor, db: &'_ Tensor| {
+            norm::backward_tex_pooled(
+                g,
+                &s,
+                &BnBwd {
+                    x: &tx.buf,
+                    beta: &tb.buf,
+                    dy: &dy.buf,
+                    stats: &st.buf,
+                    gamma: &tg.buf,
+                    dgamma: &dg.buf,
+                    dbeta: &db.buf,
+                    dx: &dx.buf,
+                },
+                &xv,
+                w,
+            )
+        };
+        // unfused: the pooling's backward into a full-size dy, then the norm's
+        let (tdy, tdx1, tdg1, tdb1) = (out(g, s.len()), out(g, s.len()), out(g, c), out(g, c));
+        pool::max_bwd(g, &ps, &tpdy.buf, &targ.buf, &tdy.buf)
+            .unwrap()
+            .run(g);
+        let b1 = BnBwd {
+            x: &tx.buf,
+            beta: &tb.buf,
+            dy: &tdy.buf,
+            stats: &st.buf,
+            gamma: &tg.buf,
+            dgamma: &tdg1.buf,
+            dbeta: &tdb1.buf,
+            dx: &tdx1.buf,
+        };
+        norm::backward_tex(g, &s, &b1, &xv).unwrap().run(g);
+        let (tdx2, tdg2, tdb2) = (out(g, s.len()), out(g, c), out(g, c));
+        bwd(&tpdy, &tdx2, &tdg2, &tdb2).unwrap().run(g);
+        let (dx, dg, db) = (
+            tdx2.to_f32(g).unwrap(),
+            tdg2.to_f32(g).unwrap(),
+            tdb2.to_f32(g).unwrap(),
+        );
+        let pairs = [
+            ("dx", &dx, tdx1.to_f32(g).unwrap()),
+            ("dgamma", &dg, tdg1.to_f32(g).unwrap()),
+            ("dbeta", &db, tdb1.to_f32(g).unwrap()),
+        ];
+        for (name, got, want) in pairs {
+            assert_close(
+                &format!("{what} {name} vs unfused"),
+                got,
+                &want,
+                Tol::BALANCED,
+            );
+        }
+        // the f64 twins
+        let stv = st.to_f32(g).unwrap();
+        let y = reference::norm::apply(&s, &x, &stv, &gamma, &beta);
+        let (py_ref, arg_ref) = reference::pool::max_fwd(&ps, &y);
+        assert_close(
+            &format!("{what} pooled vs twin"),
+            &py,
+            &py_ref,
+            Tol::BALANCED,
+        );
+        assert_eq!(targ.to_u32(g).unwrap(), arg_ref, "{what} argmax vs twin");
+        let dy_full = reference::pool::max_bwd(&ps, &pdy, &arg_ref);
+        let (dx_ref, dg_ref, db_ref) =
+            reference::norm::backward(&s, &x, &y, &dy_full, &stv, &gamma);
+        assert_close(&format!("{what} dx vs twin"), &dx, &dx_ref, Tol::PERMISSIVE);
+        assert_close(
+            &format!("{what} dgamma vs twin"),
+            &dg,
+            &dg_ref,
+            Tol::PERMISSIVE,
+        );
+        assert_close(
+            &format!("{what} dbeta vs twin"),
+            &db,
+            &db_ref,
+            Tol::PERMISSIVE,
+        );
+        if !relu {
+            let loss = |xv: &[f32], gv: &[f32]| {
+                let (st, _) = reference::norm::stats(&s, xv, &running);
+                let y = reference::norm::apply(&s, xv, &st, gv, &beta);
+                dot(&reference::pool::max_fwd(&ps, &y).0, &pdy)
+            };
+            fd_check(&format!("bn_pool_bwd_dx_tex {what}"), &x, &dx, &|xv| {
+                loss(xv, &gamma)
+            });
+            fd_check(
+                &format!("bn_pool_bwd_reduce_tex {what} dgamma"),
+                &gamma,
+                &dg,
+                &|gv| loss(&x, gv),
+            );
+        }
+    }
+    // a width that is not a multiple of 4, or an odd number of rows: an error
+    let s = BnShape {
+        n: 1,
+        c: 1,
+        hw: 24,
+        relu: true,
+    };
+    assert!(!norm::pool_bwd_ok(g, &s, 6));
+    assert!(!norm::pool_bwd_ok(g, &s, 8));
+    let t = up(g, &[0.0; 24]);
+    let (_, xv) = conv::planes_texture(g, "x", 1, 1, 4, 6);
+    let b = BnBwd {
+        x: &t.buf,
+        beta: &t.buf,
+        dy: &t.buf,
+        stats: &t.buf,
+        gamma: &t.buf,
+        dgamma: &t.buf,
+        dbeta: &t.buf,
+        dx: &t.buf,
+    };
+    let e = norm::backward_tex_pooled(g, &s, &b, &xv, 6).err();
+    assert!(e.is_some(), "bn_pool_bwd_*_tex accepted rows of 6");
 }
 
 /// conv::fwd_rows and conv::bwd with dy in a row texture (what the batch norms above write)

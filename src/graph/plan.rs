@@ -386,11 +386,13 @@ impl Plan {
         };
         // A max pooling right after batch norm is computed by the norm's apply kernel
         // (bn_pool_tex), so that norm's output is never stored: it gets no full-size buffer.
-        let pooled_bn: Vec<bool> = (0..model.layers.len())
+        // Where norm::pool_bwd_ok holds, the norm's backward pass also does the pooling's
+        // (bn_pool_bwd_*_tex, from the pooled dy): no argmax and no full-size dy.
+        let (pooled_bn, pooled_bwd): (Vec<bool>, Vec<bool>) = (0..model.layers.len())
             .map(|i| {
                 let s = if i == 0 { model.input } else { shapes[i - 1] };
                 let Layer::Bn { relu } = model.layers[i] else {
-                    return false;
+                    return (false, false);
                 };
                 let bs = BnShape {
                     n: batch,
@@ -398,22 +400,24 @@ impl Plan {
                     hw: s.1 * s.2,
                     relu,
                 };
-                matches!(model.layers.get(i + 1), Some(Layer::MaxPool2))
-                    && norm::pool_ok(gpu, &bs, s.2)
+                let pooled = matches!(model.layers.get(i + 1), Some(Layer::MaxPool2))
+                    && norm::pool_ok(gpu, &bs, s.2);
+                (pooled, pooled && norm::pool_bwd_ok(gpu, &bs, s.2))
             })
-            .collect();
+            .unzip();
         let input = b.t(batch * c0 * h0 * w0, DType::F32)?;
         let mut acts = vec![input];
         let mut grads = vec![b.t(batch * c0 * h0 * w0, DType::F32)?];
         for (i, s) in shapes.iter().enumerate() {
             let len = batch * s.0 * s.1 * s.2;
             acts.push(b.t(if pooled_bn[i] { 1 } else { len }, DType::F32)?);
-            grads.push(b.t(len, DType::F32)?);
+            grads.push(b.t(if pooled_bwd[i] { 1 } else { len }, DType::F32)?);
         }
         let mut s = model.input;
         let (mut fwd_names, mut bwd_names) = (Vec::new(), Vec::new());
-        // The argmax of a max pooling that the batch norm before it computed.
-        let mut pooled_arg = None;
+        // A max pooling that the batch norm before it computed: Some(its argmax), or Some(None)
+        // where nothing reads the argmax (an inference plan, or pooled_bwd).
+        let mut pooled_arg: Option<Option<usize>> = None;
         // Row textures that a texture-fed producer writes for the conv that reads them, so the
         // conv packs nothing (conv::rows_io_ok): a pooled batch norm writes the input of the conv
         // two layers on (conv_x_rows[conv]); a batch norm's backward writes the dy of the conv
@@ -504,7 +508,10 @@ impl Plan {
                     let mut x_rows_texture = None;
                     let out = if pooled_bn[i] {
                         let (oh, ow) = (s.1 / 2, s.2 / 2);
-                        let arg = b.t(batch * s.0 * oh * ow, DType::U32)?;
+                        let arg = match b.train && !pooled_bwd[i] {
+                            true => Some(b.t(batch * s.0 * oh * ow, DType::U32)?),
+                            false => None,
+                        };
                         pooled_arg = Some(arg);
                         // the conv after the pooling takes the pooled values as a row texture
                         let next = match model.layers.get(i + 2) {
@@ -546,7 +553,17 @@ impl Plan {
                         BnTo::Y(y)
                     };
                     let dx_rows = bn_dx_rows[i].take();
-                    let (mut f, bw) = plan_bn(&mut b, net, &bs, *bi, x, out, gy, gx, dx_rows)?;
+                    // with pooled_bwd, dy is the pooling's (pooled) dy
+                    let (gy, pooled_w) = match pooled_bwd[i] {
+                        true => (grads[i + 2], Some(s.2)),
+                        false => (gy, None),
+                    };
+                    let dy = BnDy {
+                        gy,
+                        dx_rows,
+                        pooled_w,
+                    };
+                    let (mut f, bw) = plan_bn(&mut b, net, &bs, *bi, x, out, dy, gx)?;
                     f.textures.extend(x_rows_texture);
                     b.push((f, bw));
                 }
@@ -564,10 +581,11 @@ impl Plan {
                             let arg = b.t(batch * s.0 * oh * ow, DType::U32)?;
                             let d = pool::max_fwd(gpu, &ps, b.buf(x), b.buf(y), b.buf(arg))?;
                             b.fwd.push(d.into());
-                            arg
+                            Some(arg)
                         }
                     };
-                    if b.train && need_dx {
+                    // no argmax: the batch norm's backward pass does this one's
+                    if let (true, true, Some(arg)) = (b.train, need_dx, arg) {
                         b.bwd.push(
                             pool::max_bwd(gpu, &ps, b.buf(gy), b.buf(arg), b.buf(gx))?.into(),
                         );
@@ -954,14 +972,36 @@ enum BnTo {
     Pool {
         w: usize,
         y: usize,
-        arg: usize,
+        arg: Option<usize>,
     },
     /// The pooled values into a row texture for the conv that reads them.
     PoolRows {
         w: usize,
         y: wgpu::TextureView,
-        arg: usize,
+        arg: Option<usize>,
     },
+}
+
+/// Where a batch norm's backward pass takes dy and writes dx.
+struct BnDy {
+    /// dy: the norm's output gradient, or with `pooled_w` the pooling's (pooled) one.
+    gy: usize,
+    /// dx into the row texture of the conv before (its row width), not the gradient buffer.
+    dx_rows: Option<(usize, wgpu::TextureView)>,
+    /// The norm's backward pass also does the max pooling's that its forward fused, over rows
+    /// of this width (norm::backward_tex_pooled).
+    pooled_w: Option<usize>,
+}
+
+impl BnDy {
+    /// dy from the gradient buffer `gy`, dx into the gradient buffer.
+    fn plain(gy: usize) -> BnDy {
+        BnDy {
+            gy,
+            dx_rows: None,
+            pooled_w: None,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -972,10 +1012,14 @@ fn plan_bn(
     bi: BnIdx,
     x: usize,
     to: BnTo,
-    gy: usize,
+    dy: BnDy,
     gx: usize,
-    dx_rows: Option<(usize, wgpu::TextureView)>,
 ) -> Result<Ops> {
+    let BnDy {
+        gy,
+        dx_rows,
+        pooled_w,
+    } = dy;
     let gpu = b.gpu;
     let stats = b.t(2 * bs.c, DType::F32)?;
     let running = &net.buffers[bi.running].1.buf;
@@ -996,21 +1040,28 @@ fn plan_bn(
             BnTo::Pool { w, y, arg } => norm::BnOut::MaxPool2 {
                 w,
                 y: b.buf(y),
-                arg: b.buf(arg),
+                arg: arg.map(|a| b.buf(a)),
             },
             BnTo::PoolRows { w, ref y, arg } => norm::BnOut::MaxPool2Rows {
                 w,
                 y,
-                arg: b.buf(arg),
+                arg: arg.map(|a| b.buf(a)),
             },
         };
         let (f, xv) = norm::forward_tex(
             gpu, bs, b.train, bw.x, bw.stats, running, bw.gamma, bw.beta, out,
         )?;
         let bwd = match b.train {
-            true => Some(match &dx_rows {
-                Some((w, v)) => norm::backward_tex_rows(gpu, bs, &bw, &xv, *w, v)?,
-                None => norm::backward_tex(gpu, bs, &bw, &xv)?,
+            true => Some(match (&dx_rows, pooled_w) {
+                (None, Some(w)) => norm::backward_tex_pooled(gpu, bs, &bw, &xv, w)?,
+                (Some(_), Some(_)) => {
+                    return Err(Error::Shape {
+                        op: "plan",
+                        msg: format!("{bs:?}: a pooled backward pass writes dx to a buffer"),
+                    })
+                }
+                (Some((w, v)), None) => norm::backward_tex_rows(gpu, bs, &bw, &xv, *w, v)?,
+                (None, None) => norm::backward_tex(gpu, bs, &bw, &xv)?,
             }),
             false => None,
         };
@@ -1302,7 +1353,7 @@ fn plan_block(
     let (c1, a1, c2, a2) = (t()?, t()?, t()?, t()?);
     let (gc1, ga1, gc2, gpre) = (t()?, t()?, t()?, t()?);
     let conv1 = plan_conv(b, net, &c1s, w1, x, c1, gc1, gx, false, ConvIo::default())?;
-    let bn1o = plan_bn(b, net, &bs1, bn1, c1, BnTo::Y(a1), ga1, gc1, None)?;
+    let bn1o = plan_bn(b, net, &bs1, bn1, c1, BnTo::Y(a1), BnDy::plain(ga1), gc1)?;
     let conv2 = plan_conv(
         b,
         net,
@@ -1315,7 +1366,7 @@ fn plan_block(
         false,
         ConvIo::default(),
     )?;
-    let bn2o = plan_bn(b, net, &bs2, bn2, c2, BnTo::Y(a2), gpre, gc2, None)?;
+    let bn2o = plan_bn(b, net, &bs2, bn2, c2, BnTo::Y(a2), BnDy::plain(gpre), gc2)?;
     // Forward in order; backward collected in execution order, then pushed reversed (the plan
     // runs its backward list from the end).
     let mut fwd = vec![conv1.0, bn1o.0, conv2.0, bn2o.0];
@@ -1354,7 +1405,7 @@ fn plan_block(
                 hw: oh * ow,
                 relu: false,
             };
-            let sbn = plan_bn(b, net, &bss, bns, cs, BnTo::Y(as_), gpre, gcs, None)?;
+            let sbn = plan_bn(b, net, &bss, bns, cs, BnTo::Y(as_), BnDy::plain(gpre), gcs)?;
             fwd.push(sconv.0);
             fwd.push(sbn.0);
             bwd_exec.extend([sbn.1, sconv.1].into_iter().flatten());

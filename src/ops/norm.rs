@@ -258,19 +258,20 @@ pub enum BnOut<'a> {
     /// y = bn(x) (N x C x HW), by bn_apply_tex.
     Y(&'a wgpu::Buffer),
     /// The 2x2, stride-2 (floor) max pooling of y over rows of `w` floats, by bn_pool_tex: the
-    /// pooled values and their argmax, as `pool::max_fwd` would write them from y; y itself is
-    /// never stored. See [`pool_ok`].
+    /// pooled values and (unless `arg` is `None`: an inference pass, or a backward pass by
+    /// [`backward_tex_pooled`], which recomputes it) their argmax, as `pool::max_fwd` would write
+    /// them from y; y itself is never stored. See [`pool_ok`].
     MaxPool2 {
         w: usize,
         y: &'a wgpu::Buffer,
-        arg: &'a wgpu::Buffer,
+        arg: Option<&'a wgpu::Buffer>,
     },
     /// As `MaxPool2`, with the pooled values written into a row texture of the pooled shape
     /// (`conv::planes_texture`) for the texture-fed conv that reads them, by bn_pool_rows_tex.
     MaxPool2Rows {
         w: usize,
         y: &'a wgpu::TextureView,
-        arg: &'a wgpu::Buffer,
+        arg: Option<&'a wgpu::Buffer>,
     },
 }
 
@@ -402,7 +403,7 @@ fn pooled_len(gpu: &Gpu, s: &BnShape, w: usize) -> Result<usize> {
 /// The resources of bn_pool_tex / bn_pool_rows_tex other than the pooled output.
 struct PoolApply<'a> {
     w: usize,
-    arg: &'a wgpu::Buffer,
+    arg: Option<&'a wgpu::Buffer>,
     st: &'a wgpu::Buffer,
     gamma: &'a wgpu::Buffer,
     beta: &'a wgpu::Buffer,
@@ -421,21 +422,33 @@ impl PoolApply<'_> {
     ) -> Result<Dispatch> {
         let w = self.w;
         let pooled = pooled_len(gpu, s, w)?;
-        if self.arg.size() < (pooled * 4) as u64 {
-            return Err(Error::Shape {
-                op: "bn_pool_tex",
-                msg: format!(
-                    "argmax holds {} values, needs {pooled}",
-                    self.arg.size() / 4
-                ),
-            });
-        }
+        // without an argmax (ARG = false) the binding gets a placeholder the kernel never touches
+        let placeholder;
+        let arg = match self.arg {
+            Some(arg) if arg.size() < (pooled * 4) as u64 => {
+                return Err(Error::Shape {
+                    op: "bn_pool_tex",
+                    msg: format!("argmax holds {} values, needs {pooled}", arg.size() / 4),
+                });
+            }
+            Some(arg) => arg,
+            None => {
+                placeholder = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("bn_pool_tex no argmax"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                });
+                &placeholder
+            }
+        };
         use Binding::{Read, ReadWrite, TexRead, TexWrite, Uniform};
         let bindings: &'static [Binding] = match y {
             Res::View(_) => &[Uniform, TexWrite, ReadWrite, TexRead, Read, Read, Read],
             Res::Buf(_) => &[Uniform, ReadWrite, ReadWrite, TexRead, Read, Read, Read],
         };
-        let spec = KernelSpec::new(ShaderId::Norm, entry, bindings);
+        let spec = KernelSpec::new(ShaderId::Norm, entry, bindings)
+            .with("ARG", f64::from(u8::from(self.arg.is_some())));
         let params = BnParams {
             w: w as u32,
             ..s.params()
@@ -446,7 +459,7 @@ impl PoolApply<'_> {
             &params,
             &[
                 y,
-                Res::from(self.arg),
+                Res::from(arg),
                 Res::View(self.x),
                 Res::from(self.st),
                 Res::from(self.gamma),
@@ -455,6 +468,105 @@ impl PoolApply<'_> {
             grid_for(gpu, s.n * s.c * (s.hw / w / 2), 64),
         )
     }
+}
+
+/// Whether [`backward_tex_pooled`] runs `s` pooled over rows of `w`: [`pool_ok`], `w` a multiple
+/// of 4 and an even number of rows (every element is in a window).
+pub fn pool_bwd_ok(gpu: &Gpu, s: &BnShape, w: usize) -> bool {
+    pool_ok(gpu, s, w) && w.is_multiple_of(4) && (s.hw / w).is_multiple_of(2)
+}
+
+/// The backward pass of the batch norm (and ReLU) and the 2x2 max pooling that [`forward_tex`]
+/// fused ([`BnOut::MaxPool2`] or [`BnOut::MaxPool2Rows`] with rows of `w`), from the pooled dy
+/// (`b.dy`, N x C x H/2 x w/2): dgamma, dbeta and dx (N x C x HW) by bn_pool_bwd_reduce_tex and
+/// bn_pool_bwd_dx_tex, which recompute the argmax from x (`x_view`, the forward's texture), so
+/// neither the pooling's backward pass nor a full-size dy is needed. See [`pool_bwd_ok`].
+pub fn backward_tex_pooled(
+    gpu: &Gpu,
+    s: &BnShape,
+    b: &BnBwd<'_>,
+    x_view: &wgpu::TextureView,
+    w: usize,
+) -> Result<Op> {
+    s.check()?;
+    if !pool_bwd_ok(gpu, s, w) {
+        return Err(Error::Shape {
+            op: "bn_pool_bwd_tex",
+            msg: format!(
+                "{s:?} with rows of {w}: needs the texture path, a width that is a multiple of 4 \
+                 and an even number of rows"
+            ),
+        });
+    }
+    check_len("pooled dy", b.dy, s.len() / 4)?;
+    check_len("dx", b.dx, s.len())?;
+    check_channels(
+        gpu,
+        s,
+        &[
+            ("stats", b.stats, 2),
+            ("gamma", b.gamma, 1),
+            ("beta", b.beta, 1),
+            ("dgamma", b.dgamma, 1),
+            ("dbeta", b.dbeta, 1),
+        ],
+    )?;
+    check_view("x", x_view, s.len() / 4)?;
+    use Binding::{Read, ReadWrite, TexRead, Uniform};
+    let params = BnParams {
+        w: w as u32,
+        ..s.params()
+    };
+    let red = KernelSpec::new(
+        ShaderId::Norm,
+        "bn_pool_bwd_reduce_tex",
+        &[
+            Uniform, ReadWrite, ReadWrite, TexRead, Read, Read, Read, Read,
+        ],
+    )
+    .with("WGR", TEX_WGR);
+    let d1 = Dispatch::with_resources(
+        gpu,
+        &red,
+        &params,
+        &[
+            Res::from(b.dgamma),
+            Res::from(b.dbeta),
+            Res::View(x_view),
+            Res::from(b.dy),
+            Res::from(b.stats),
+            Res::from(b.gamma),
+            Res::from(b.beta),
+        ],
+        grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension),
+    )?;
+    let dx = KernelSpec::new(
+        ShaderId::Norm,
+        "bn_pool_bwd_dx_tex",
+        &[
+            Uniform, ReadWrite, TexRead, Read, Read, Read, Read, Read, Read,
+        ],
+    );
+    let d2 = Dispatch::with_resources(
+        gpu,
+        &dx,
+        &params,
+        &[
+            Res::from(b.dx),
+            Res::View(x_view),
+            Res::from(b.dy),
+            Res::from(b.stats),
+            Res::from(b.gamma),
+            Res::from(b.beta),
+            Res::from(b.dgamma),
+            Res::from(b.dbeta),
+        ],
+        grid_for(gpu, s.n * s.c * (s.hw / w / 2), 64),
+    )?;
+    Ok(Op {
+        steps: vec![d1.into(), d2.into()],
+        textures: vec![],
+    })
 }
 
 /// The backward pass from textures: copy dy, then dgamma/dbeta and dx, reading x from the
