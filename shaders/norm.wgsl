@@ -648,24 +648,59 @@ fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_i
     }
 }
 
-// One invocation per pooled row (n, c, r): dx of its two window rows, vec4 stores.
+// One invocation per pooled row (n, c, r): dx of its two window rows, vec4 stores into a
+// buffer (bn_pool_bwd_dx_tex) or texel stores into the row texture of the conv whose dy it is
+// (bn_pool_bwd_dx_rows_tex; with p.w a multiple of 4 its texels are the buffer's).
+struct PoolDx {
+    ta: u32,    // x texel of the top window row's texel j, and of the bottom row's
+    tb: u32,
+    a: vec4<f32>,  // dx there
+    b: vec4<f32>,
+}
+
+// Texel j of pooled row (n, c, r): top = x's first texel of the row's top window row.
+fn pool_dx(d: DxCoefs, top: u32, pr: u32, j: u32) -> PoolDx {
+    let w4 = p.w / 4u;
+    let ta = texel_xy(top + j);
+    let tb = texel_xy(top + w4 + j);
+    let xa = textureLoad(tdx_x, ta.xy, ta.z);
+    let xb = textureLoad(tdx_x, tb.xy, tb.z);
+    let g = pooled_g(xa, xb, tdx_pdy[pr * w4 + j], d.sc, d.sh);
+    return PoolDx(top + j, top + w4 + j, dx4_of_g(d, xa, g[0]), dx4_of_g(d, xb, g[1]));
+}
+
+// x's first texel of pooled row pr's top window row.
+fn pool_row_top(pr: u32, oh: u32) -> u32 {
+    let nc = pr / oh;
+    return nc * (p.hw / 4u) + 2u * (pr - nc * oh) * (p.w / 4u);
+}
+
 @compute @workgroup_size(64)
 fn bn_pool_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let pr = gid.x + gid.y * nwg.x * 64u;
     let oh = p.hw / p.w / 2u;
     if (pr >= p.n * p.c * oh) { return; }
-    let nc = pr / oh;
-    let d = dx_coefs(nc % p.c);
-    let w4 = p.w / 4u;
-    let top = nc * (p.hw / 4u) + 2u * (pr - nc * oh) * w4;
-    let d0 = pr * w4;
-    for (var j = 0u; j < w4; j++) {
-        let ta = texel_xy(top + j);
-        let tb = texel_xy(top + w4 + j);
-        let xa = textureLoad(tdx_x, ta.xy, ta.z);
-        let xb = textureLoad(tdx_x, tb.xy, tb.z);
-        let g = pooled_g(xa, xb, tdx_pdy[d0 + j], d.sc, d.sh);
-        tddx[top + j] = dx4_of_g(d, xa, g[0]);
-        tddx[top + w4 + j] = dx4_of_g(d, xb, g[1]);
+    let d = dx_coefs((pr / oh) % p.c);
+    let top = pool_row_top(pr, oh);
+    for (var j = 0u; j < p.w / 4u; j++) {
+        let q = pool_dx(d, top, pr, j);
+        tddx[q.ta] = q.a;
+        tddx[q.tb] = q.b;
+    }
+}
+
+@compute @workgroup_size(64)
+fn bn_pool_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pr = gid.x + gid.y * nwg.x * 64u;
+    let oh = p.hw / p.w / 2u;
+    if (pr >= p.n * p.c * oh) { return; }
+    let d = dx_coefs((pr / oh) % p.c);
+    let top = pool_row_top(pr, oh);
+    for (var j = 0u; j < p.w / 4u; j++) {
+        let q = pool_dx(d, top, pr, j);
+        let ta = texel_xy(q.ta);
+        let tb = texel_xy(q.tb);
+        textureStore(tdx_rows, ta.xy, ta.z, q.a);
+        textureStore(tdx_rows, tb.xy, tb.z, q.b);
     }
 }

@@ -1326,7 +1326,7 @@ fn bn_rows_kernels_match_the_buffer_paths() {
 /// backward): dx, dgamma and dbeta to 1e-4 and 1e-3; and dx and dgamma against central finite
 /// differences of maxpool(bn(x)) without ReLU, on inputs whose window values are 0.25 apart (so a
 /// step of 1e-2 never moves an argmax). The forward without argmax stores (ARG = false) pools the
-/// same bits.
+/// same bits, and so does dx written into a conv's row texture (bn_pool_bwd_dx_rows_tex).
 #[test]
 fn bn_pool_backward_matches_pooling_then_bn_backward() {
     let Some(g) = gpu() else { return };
@@ -1435,6 +1435,30 @@ fn bn_pool_backward_matches_pooling_then_bn_backward() {
             tdx2.to_f32(g).unwrap(),
             tdg2.to_f32(g).unwrap(),
             tdb2.to_f32(g).unwrap(),
+        );
+        // dx into the row texture of the conv before: the same bits
+        let (dtex, dview) = conv::planes_texture(g, "dx rows", n, c, h, w);
+        write_rows_texture(g, &dtex, &[], POISON);
+        let (unused, tdg3, tdb3) = (out(g, s.len()), out(g, c), out(g, c));
+        let b3 = BnBwd {
+            x: &tx.buf,
+            beta: &tb.buf,
+            dy: &tpdy.buf,
+            stats: &st.buf,
+            gamma: &tg.buf,
+            dgamma: &tdg3.buf,
+            dbeta: &tdb3.buf,
+            dx: &unused.buf,
+        };
+        norm::backward_tex_pooled_rows(g, &s, &b3, &xv, w, &dview)
+            .unwrap()
+            .run(g);
+        let rows = g.read_texture_rgba32f(&dtex).unwrap();
+        common::assert_exact_f32(&format!("{what} dx rows"), &rows[..s.len()], &dx);
+        common::assert_exact_f32(
+            &format!("{what} dgamma rows"),
+            &tdg3.to_f32(g).unwrap(),
+            &dg,
         );
         let pairs = [
             ("dx", &dx, tdx1.to_f32(g).unwrap()),

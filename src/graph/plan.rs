@@ -468,9 +468,12 @@ impl Plan {
                         hw: oh * ow,
                         relu: false,
                     };
+                    // (and where that norm's backward also does a max pooling's: a copy in the
+                    // step costs far more than its own time on lavapipe, 15-20 % of a LeNet step
+                    // for this one, measured in one process against the copy)
                     let dy_rows = (b.train
                         && matches!(model.layers.get(i + 1), Some(Layer::Bn { .. }))
-                        && !ow.is_multiple_of(4)
+                        && (!ow.is_multiple_of(4) || pooled_bwd[i + 1])
                         && norm::dx_rows_ok(gpu, &bs_next, ow)
                         && conv::rows_io_ok(gpu, b.conv_variant(&cs)?, &cs))
                     .then(|| conv::planes_texture(gpu, "conv dy rows", batch, *cout, oh, ow));
@@ -1054,10 +1057,13 @@ fn plan_bn(
         let bwd = match b.train {
             true => Some(match (&dx_rows, pooled_w) {
                 (None, Some(w)) => norm::backward_tex_pooled(gpu, bs, &bw, &xv, w)?,
+                (Some((rw, v)), Some(w)) if *rw == w => {
+                    norm::backward_tex_pooled_rows(gpu, bs, &bw, &xv, w, v)?
+                }
                 (Some(_), Some(_)) => {
                     return Err(Error::Shape {
                         op: "plan",
-                        msg: format!("{bs:?}: a pooled backward pass writes dx to a buffer"),
+                        msg: format!("{bs:?}: dx rows of another width than the pooling's"),
                     })
                 }
                 (Some((w, v)), None) => norm::backward_tex_rows(gpu, bs, &bw, &xv, *w, v)?,

@@ -488,6 +488,32 @@ pub fn backward_tex_pooled(
     x_view: &wgpu::TextureView,
     w: usize,
 ) -> Result<Op> {
+    backward_tex_pooled_to(gpu, s, b, x_view, w, None)
+}
+
+/// [`backward_tex_pooled`] writing dx (`b.dx` is not written) into the row texture of the conv
+/// whose dy it is (`conv::planes_texture` of the N x C x (HW / w) x w shape), by
+/// bn_pool_bwd_dx_rows_tex: with `w` a multiple of 4 its texels are dx's, so the conv copies
+/// nothing.
+pub fn backward_tex_pooled_rows(
+    gpu: &Gpu,
+    s: &BnShape,
+    b: &BnBwd<'_>,
+    x_view: &wgpu::TextureView,
+    w: usize,
+    dx_rows: &wgpu::TextureView,
+) -> Result<Op> {
+    backward_tex_pooled_to(gpu, s, b, x_view, w, Some(dx_rows))
+}
+
+fn backward_tex_pooled_to(
+    gpu: &Gpu,
+    s: &BnShape,
+    b: &BnBwd<'_>,
+    x_view: &wgpu::TextureView,
+    w: usize,
+    dx_rows: Option<&wgpu::TextureView>,
+) -> Result<Op> {
     s.check()?;
     if !pool_bwd_ok(gpu, s, w) {
         return Err(Error::Shape {
@@ -499,7 +525,10 @@ pub fn backward_tex_pooled(
         });
     }
     check_len("pooled dy", b.dy, s.len() / 4)?;
-    check_len("dx", b.dx, s.len())?;
+    match dx_rows {
+        Some(v) => check_view("dx rows", v, s.len() / 4)?,
+        None => check_len("dx", b.dx, s.len())?,
+    }
     check_channels(
         gpu,
         s,
@@ -512,7 +541,7 @@ pub fn backward_tex_pooled(
         ],
     )?;
     check_view("x", x_view, s.len() / 4)?;
-    use Binding::{Read, ReadWrite, TexRead, Uniform};
+    use Binding::{Read, ReadWrite, TexRead, TexWrite, Uniform};
     let params = BnParams {
         w: w as u32,
         ..s.params()
@@ -540,19 +569,34 @@ pub fn backward_tex_pooled(
         ],
         grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension),
     )?;
-    let dx = KernelSpec::new(
-        ShaderId::Norm,
-        "bn_pool_bwd_dx_tex",
-        &[
-            Uniform, ReadWrite, TexRead, Read, Read, Read, Read, Read, Read,
-        ],
-    );
+    let (dx, out) = match dx_rows {
+        None => (
+            KernelSpec::new(
+                ShaderId::Norm,
+                "bn_pool_bwd_dx_tex",
+                &[
+                    Uniform, ReadWrite, TexRead, Read, Read, Read, Read, Read, Read,
+                ],
+            ),
+            Res::from(b.dx),
+        ),
+        Some(v) => (
+            KernelSpec::new(
+                ShaderId::Norm,
+                "bn_pool_bwd_dx_rows_tex",
+                &[
+                    Uniform, TexWrite, TexRead, Read, Read, Read, Read, Read, Read,
+                ],
+            ),
+            Res::View(v),
+        ),
+    };
     let d2 = Dispatch::with_resources(
         gpu,
         &dx,
         &params,
         &[
-            Res::from(b.dx),
+            out,
             Res::View(x_view),
             Res::from(b.dy),
             Res::from(b.stats),
