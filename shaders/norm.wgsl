@@ -704,3 +704,93 @@ fn bn_pool_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @built
         textureStore(tdx_rows, tb.xy, tb.z, q.b);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// bn_pool_bwd_reduce2_tex / bn_pool_bwd_dx_rows2_tex: the same for any even p.w (and an even H),
+// with dx into the row texture of the conv whose dy it is (rows of ceil(p.w / 4) texels, zeros
+// past p.w). Texel j of a window row holds columns 4j .. 4j + 3 (windows 2j and 2j + 1; the second
+// only where 2j + 1 < OW), read from x as one texel or halves of two (quad); the pooled dys are
+// two floats. A window that does not exist gets dy 0, so its columns add nothing to the sums, and
+// they are stored as 0.
+@group(0) @binding(4) var<storage, read> trpdy1: array<f32>;
+@group(0) @binding(3) var<storage, read> tdx_pdy1: array<f32>;
+
+// The pooled dys of windows 2j and 2j + 1 of pooled row pr (0 for one that does not exist), from
+// trpdy1 (the reduce) or tdx_pdy1 (dx).
+fn pooled_pair_r(pr: u32, j: u32) -> vec2<f32> {
+    let ow = p.w / 2u;
+    let o = pr * ow + 2u * j;
+    var d = vec2<f32>(trpdy1[o], 0.0);
+    if (2u * j + 1u < ow) {
+        d.y = trpdy1[o + 1u];
+    }
+    return d;
+}
+
+fn pooled_pair_d(pr: u32, j: u32) -> vec2<f32> {
+    let ow = p.w / 2u;
+    let o = pr * ow + 2u * j;
+    var d = vec2<f32>(tdx_pdy1[o], 0.0);
+    if (2u * j + 1u < ow) {
+        d.y = tdx_pdy1[o + 1u];
+    }
+    return d;
+}
+
+@compute @workgroup_size(WGR)
+fn bn_pool_bwd_reduce2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = wg.x;
+    let st = trstats[c];
+    let sc = st.y * trgamma[c];
+    let sh = trbeta[c] - st.x * sc;
+    let w4 = (p.w + 3u) / 4u;
+    let oh = p.hw / p.w / 2u;
+    var sg = vec4<f32>(0.0);
+    var sgx = vec4<f32>(0.0);
+    for (var w = walk_start(lid, oh); w.n < p.n; w = walk_next(w, oh)) {
+        let nc = w.n * p.c + c;
+        let pr = nc * oh + w.r;
+        let top = nc * p.hw + 2u * w.r * p.w;
+        for (var j = 0u; j < w4; j++) {
+            let second = 4u * j + 2u < p.w;
+            let xa = quad(trx, top + 4u * j, second);
+            let xb = quad(trx, top + p.w + 4u * j, second);
+            let g = pooled_g(xa, xb, pooled_pair_r(pr, j), sc, sh);
+            sg += g[0] + g[1];
+            sgx = fma(g[0], (xa - vec4<f32>(st.x)) * st.y, sgx);
+            sgx = fma(g[1], (xb - vec4<f32>(st.x)) * st.y, sgx);
+        }
+    }
+    red0[lid] = hsum4(sgx);
+    red1[lid] = hsum4(sg);
+    tree2(lid);
+    if (lid == 0u) {
+        tdgamma[c] = red0[0];
+        tdbeta[c] = red1[0];
+    }
+}
+
+@compute @workgroup_size(64)
+fn bn_pool_bwd_dx_rows2_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pr = gid.x + gid.y * nwg.x * 64u;
+    let oh = p.hw / p.w / 2u;
+    if (pr >= p.n * p.c * oh) { return; }
+    let nc = pr / oh;
+    let r = pr - nc * oh;
+    let d = dx_coefs(nc % p.c);
+    let w4 = (p.w + 3u) / 4u;
+    let top = nc * p.hw + 2u * r * p.w;
+    // texel rows of the two window rows in the row texture (p.hw / p.w rows per plane)
+    let row_a = (nc * (p.hw / p.w) + 2u * r) * w4;
+    for (var j = 0u; j < w4; j++) {
+        let second = 4u * j + 2u < p.w;
+        let xa = quad(tdx_x, top + 4u * j, second);
+        let xb = quad(tdx_x, top + p.w + 4u * j, second);
+        let g = pooled_g(xa, xb, pooled_pair_d(pr, j), d.sc, d.sh);
+        let keep = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.w);
+        let ta = texel_xy(row_a + j);
+        let tb = texel_xy(row_a + w4 + j);
+        textureStore(tdx_rows, ta.xy, ta.z, select(vec4<f32>(0.0), dx4_of_g(d, xa, g[0]), keep));
+        textureStore(tdx_rows, tb.xy, tb.z, select(vec4<f32>(0.0), dx4_of_g(d, xb, g[1]), keep));
+    }
+}

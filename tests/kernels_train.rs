@@ -1338,6 +1338,11 @@ fn bn_pool_backward_matches_pooling_then_bn_backward() {
         (5, 3, 10, 20, true),
         (4, 9, 16, 64, true),
         (2, 3, 4, 8, false),
+        // widths that are not a multiple of 4: dx only into a row texture
+        (64, 16, 10, 10, true),
+        (3, 2, 6, 6, false),
+        (2, 3, 4, 14, true),
+        (1, 1, 2, 2, false),
     ];
     for (t, &(n, c, h, w, relu)) in cases.iter().enumerate() {
         let s = BnShape {
@@ -1346,7 +1351,7 @@ fn bn_pool_backward_matches_pooling_then_bn_backward() {
             hw: h * w,
             relu,
         };
-        if !norm::pool_bwd_ok(g, &s, w) {
+        if !norm::pool_bwd_rows_ok(g, &s, w) {
             eprintln!("bn_pool_bwd_*_tex: not selected on this adapter (not CPU-backed)");
             return;
         }
@@ -1429,14 +1434,8 @@ fn bn_pool_backward_matches_pooling_then_bn_backward() {
             dx: &tdx1.buf,
         };
         norm::backward_tex(g, &s, &b1, &xv).unwrap().run(g);
-        let (tdx2, tdg2, tdb2) = (out(g, s.len()), out(g, c), out(g, c));
-        bwd(&tpdy, &tdx2, &tdg2, &tdb2).unwrap().run(g);
-        let (dx, dg, db) = (
-            tdx2.to_f32(g).unwrap(),
-            tdg2.to_f32(g).unwrap(),
-            tdb2.to_f32(g).unwrap(),
-        );
-        // dx into the row texture of the conv before: the same bits
+        // dx into the row texture of the conv before (any even width), and for a width that is a
+        // multiple of 4 also into a buffer: the same bits
         let (dtex, dview) = conv::planes_texture(g, "dx rows", n, c, h, w);
         write_rows_texture(g, &dtex, &[], POISON);
         let (unused, tdg3, tdb3) = (out(g, s.len()), out(g, c), out(g, c));
@@ -1454,12 +1453,31 @@ fn bn_pool_backward_matches_pooling_then_bn_backward() {
             .unwrap()
             .run(g);
         let rows = g.read_texture_rgba32f(&dtex).unwrap();
-        common::assert_exact_f32(&format!("{what} dx rows"), &rows[..s.len()], &dx);
-        common::assert_exact_f32(
-            &format!("{what} dgamma rows"),
-            &tdg3.to_f32(g).unwrap(),
-            &dg,
-        );
+        let w4 = w.div_ceil(4) * 4;
+        let rows = &rows[..n * c * h * w4];
+        for (r, row) in rows.chunks(w4).enumerate() {
+            assert!(
+                row[w..].iter().all(|&v| v == 0.0),
+                "{what}: dx row {r} is not zero past the width"
+            );
+        }
+        let dx: Vec<f32> = rows.chunks(w4).flat_map(|row| row[..w].to_vec()).collect();
+        let (dg, db) = (tdg3.to_f32(g).unwrap(), tdb3.to_f32(g).unwrap());
+        if norm::pool_bwd_ok(g, &s, w) {
+            let (tdx2, tdg2, tdb2) = (out(g, s.len()), out(g, c), out(g, c));
+            bwd(&tpdy, &tdx2, &tdg2, &tdb2).unwrap().run(g);
+            common::assert_exact_f32(&format!("{what} dx rows"), &dx, &tdx2.to_f32(g).unwrap());
+            common::assert_exact_f32(
+                &format!("{what} dgamma rows"),
+                &dg,
+                &tdg2.to_f32(g).unwrap(),
+            );
+        } else {
+            assert!(
+                bwd(&tpdy, &unused, &tdg3, &tdb3).is_err(),
+                "{what}: dx into a buffer"
+            );
+        }
         let pairs = [
             ("dx", &dx, tdx1.to_f32(g).unwrap()),
             ("dgamma", &dg, tdg1.to_f32(g).unwrap()),
@@ -1525,7 +1543,9 @@ fn bn_pool_backward_matches_pooling_then_bn_backward() {
         relu: true,
     };
     assert!(!norm::pool_bwd_ok(g, &s, 6));
+    assert!(norm::pool_bwd_rows_ok(g, &s, 6));
     assert!(!norm::pool_bwd_ok(g, &s, 8));
+    assert!(!norm::pool_bwd_rows_ok(g, &s, 8));
     let t = up(g, &[0.0; 24]);
     let (_, xv) = conv::planes_texture(g, "x", 1, 1, 4, 6);
     let b = BnBwd {

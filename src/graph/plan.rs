@@ -392,7 +392,7 @@ impl Plan {
             .map(|i| {
                 let s = if i == 0 { model.input } else { shapes[i - 1] };
                 let Layer::Bn { relu } = model.layers[i] else {
-                    return (false, false);
+                    return Ok((false, false));
                 };
                 let bs = BnShape {
                     n: batch,
@@ -402,8 +402,40 @@ impl Plan {
                 };
                 let pooled = matches!(model.layers.get(i + 1), Some(Layer::MaxPool2))
                     && norm::pool_ok(gpu, &bs, s.2);
-                (pooled, pooled && norm::pool_bwd_ok(gpu, &bs, s.2))
+                // rows of a width that is not a multiple of 4 only where dx goes into the row
+                // texture of the conv before (that conv's dy_rows below)
+                let prev_conv_rows = match (i.checked_sub(1).map(|j| &model.layers[j]), b.train) {
+                    (
+                        Some(&Layer::Conv {
+                            cout,
+                            k,
+                            stride,
+                            pad,
+                        }),
+                        true,
+                    ) => {
+                        let ps = if i == 1 { model.input } else { shapes[i - 2] };
+                        let cs = ConvShape {
+                            n: batch,
+                            cin: ps.0,
+                            h: ps.1,
+                            w: ps.2,
+                            cout,
+                            k,
+                            stride,
+                            pad,
+                        };
+                        norm::dx_rows_ok(gpu, &bs, s.2)
+                            && conv::rows_io_ok(gpu, b.conv_variant(&cs)?, &cs)
+                    }
+                    _ => false,
+                };
+                let pooled_bwd = norm::pool_bwd_ok(gpu, &bs, s.2)
+                    || (prev_conv_rows && norm::pool_bwd_rows_ok(gpu, &bs, s.2));
+                Ok((pooled, pooled && pooled_bwd))
             })
+            .collect::<Result<Vec<(bool, bool)>>>()?
+            .into_iter()
             .unzip();
         let input = b.t(batch * c0 * h0 * w0, DType::F32)?;
         let mut acts = vec![input];

@@ -470,10 +470,16 @@ impl PoolApply<'_> {
     }
 }
 
-/// Whether [`backward_tex_pooled`] runs `s` pooled over rows of `w`: [`pool_ok`], `w` a multiple
-/// of 4 and an even number of rows (every element is in a window).
+/// Whether [`backward_tex_pooled`] runs `s` pooled over rows of `w`: [`pool_bwd_rows_ok`] and `w`
+/// a multiple of 4.
 pub fn pool_bwd_ok(gpu: &Gpu, s: &BnShape, w: usize) -> bool {
-    pool_ok(gpu, s, w) && w.is_multiple_of(4) && (s.hw / w).is_multiple_of(2)
+    pool_bwd_rows_ok(gpu, s, w) && w.is_multiple_of(4)
+}
+
+/// Whether [`backward_tex_pooled_rows`] runs `s` pooled over rows of `w`: [`pool_ok`] (so an even
+/// `w`) and an even number of rows (every element is in a window).
+pub fn pool_bwd_rows_ok(gpu: &Gpu, s: &BnShape, w: usize) -> bool {
+    pool_ok(gpu, s, w) && (s.hw / w).is_multiple_of(2)
 }
 
 /// The backward pass of the batch norm (and ReLU) and the 2x2 max pooling that [`forward_tex`]
@@ -492,9 +498,9 @@ pub fn backward_tex_pooled(
 }
 
 /// [`backward_tex_pooled`] writing dx (`b.dx` is not written) into the row texture of the conv
-/// whose dy it is (`conv::planes_texture` of the N x C x (HW / w) x w shape), by
-/// bn_pool_bwd_dx_rows_tex: with `w` a multiple of 4 its texels are dx's, so the conv copies
-/// nothing.
+/// whose dy it is (`conv::planes_texture` of the N x C x (HW / w) x w shape), so the conv copies
+/// nothing: by bn_pool_bwd_dx_rows_tex, or for a `w` that is not a multiple of 4 by
+/// bn_pool_bwd_reduce2_tex and bn_pool_bwd_dx_rows2_tex. See [`pool_bwd_rows_ok`].
 pub fn backward_tex_pooled_rows(
     gpu: &Gpu,
     s: &BnShape,
@@ -515,18 +521,23 @@ fn backward_tex_pooled_to(
     dx_rows: Option<&wgpu::TextureView>,
 ) -> Result<Op> {
     s.check()?;
-    if !pool_bwd_ok(gpu, s, w) {
+    let ok = match dx_rows {
+        Some(_) => pool_bwd_rows_ok(gpu, s, w),
+        None => pool_bwd_ok(gpu, s, w),
+    };
+    if !ok {
         return Err(Error::Shape {
             op: "bn_pool_bwd_tex",
             msg: format!(
-                "{s:?} with rows of {w}: needs the texture path, a width that is a multiple of 4 \
-                 and an even number of rows"
+                "{s:?} with rows of {w}: needs the texture path, an even width (a multiple of 4 \
+                 for dx into a buffer) and an even number of rows"
             ),
         });
     }
     check_len("pooled dy", b.dy, s.len() / 4)?;
+    let w4 = w.is_multiple_of(4);
     match dx_rows {
-        Some(v) => check_view("dx rows", v, s.len() / 4)?,
+        Some(v) => check_view("dx rows", v, s.n * s.c * (s.hw / w) * w.div_ceil(4))?,
         None => check_len("dx", b.dx, s.len())?,
     }
     check_channels(
@@ -548,7 +559,11 @@ fn backward_tex_pooled_to(
     };
     let red = KernelSpec::new(
         ShaderId::Norm,
-        "bn_pool_bwd_reduce_tex",
+        if w4 {
+            "bn_pool_bwd_reduce_tex"
+        } else {
+            "bn_pool_bwd_reduce2_tex"
+        },
         &[
             Uniform, ReadWrite, ReadWrite, TexRead, Read, Read, Read, Read,
         ],
@@ -583,7 +598,11 @@ fn backward_tex_pooled_to(
         Some(v) => (
             KernelSpec::new(
                 ShaderId::Norm,
-                "bn_pool_bwd_dx_rows_tex",
+                if w4 {
+                    "bn_pool_bwd_dx_rows_tex"
+                } else {
+                    "bn_pool_bwd_dx_rows2_tex"
+                },
                 &[
                     Uniform, TexWrite, TexRead, Read, Read, Read, Read, Read, Read,
                 ],
