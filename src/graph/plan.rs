@@ -500,9 +500,9 @@ impl Plan {
                         hw: oh * ow,
                         relu: false,
                     };
-                    // (and where that norm's backward also does a max pooling's: a copy in the
-                    // step costs far more than its own time on lavapipe, 15-20 % of a LeNet step
-                    // for this one, measured in one process against the copy)
+                    // (and where that norm's backward also does a max pooling's: its dx kernel
+                    // stores texels either way, so the conv gets them without a copy or a
+                    // full-size dx buffer; for other widths it can only write rows)
                     let dy_rows = (b.train
                         && matches!(model.layers.get(i + 1), Some(Layer::Bn { .. }))
                         && (!ow.is_multiple_of(4) || pooled_bwd[i + 1])
