@@ -321,6 +321,17 @@ fn bn_apply_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @group(0) @binding(6) var<storage, read> trgamma: array<f32>;
 @group(0) @binding(7) var<storage, read> trbeta: array<f32>;
 
+// The workgroup's sums of g * xhat and g (each lane's vec4 partials) into dgamma[c], dbeta[c].
+fn store_dgamma_dbeta(lid: u32, c: u32, sgx: vec4<f32>, sg: vec4<f32>) {
+    red0[lid] = hsum4(sgx);
+    red1[lid] = hsum4(sg);
+    tree2(lid);
+    if (lid == 0u) {
+        tdgamma[c] = red0[0];
+        tdbeta[c] = red1[0];
+    }
+}
+
 @compute @workgroup_size(WGR)
 fn bn_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = wg.x;
@@ -337,13 +348,7 @@ fn bn_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
         sg += g;
         sgx = fma(g, (x - vec4<f32>(st.x)) * st.y, sgx);
     }
-    red0[lid] = hsum4(sgx);
-    red1[lid] = hsum4(sg);
-    tree2(lid);
-    if (lid == 0u) {
-        tdgamma[c] = red0[0];
-        tdbeta[c] = red1[0];
-    }
+    store_dgamma_dbeta(lid, c, sgx, sg);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,6 +618,15 @@ fn pooled_g(xa: vec4<f32>, xb: vec4<f32>, d: vec2<f32>, sc: f32, sh: f32) -> arr
     return array<vec4<f32>, 2>(ga, gb);
 }
 
+// (sum of g * xhat, sum of g) plus the top (xa, g[0]) and bottom (xb, g[1]) texels of a pair of
+// windows.
+fn add_pair_sums(sums: array<vec4<f32>, 2>, g: array<vec4<f32>, 2>, xa: vec4<f32>, xb: vec4<f32>,
+                 st: vec2<f32>) -> array<vec4<f32>, 2> {
+    var sgx = fma(g[0], (xa - vec4<f32>(st.x)) * st.y, sums[0]);
+    sgx = fma(g[1], (xb - vec4<f32>(st.x)) * st.y, sgx);
+    return array<vec4<f32>, 2>(sgx, sums[1] + (g[0] + g[1]));
+}
+
 @compute @workgroup_size(WGR)
 fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = wg.x;
@@ -621,8 +635,8 @@ fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_i
     let sh = trbeta[c] - st.x * sc;
     let w4 = p.w / 4u;
     let oh = p.hw / p.w / 2u;
-    var sg = vec4<f32>(0.0);
-    var sgx = vec4<f32>(0.0);
+    // (sum of g * xhat, sum of g)
+    var sums = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     // the walk visits the pooled rows (n, r) of channel c
     for (var w = walk_start(lid, oh); w.n < p.n; w = walk_next(w, oh)) {
         let nc = w.n * p.c + c;
@@ -634,18 +648,10 @@ fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_i
             let xa = textureLoad(trx, ta.xy, ta.z);
             let xb = textureLoad(trx, tb.xy, tb.z);
             let g = pooled_g(xa, xb, trpdy[d0 + j], sc, sh);
-            sg += g[0] + g[1];
-            sgx = fma(g[0], (xa - vec4<f32>(st.x)) * st.y, sgx);
-            sgx = fma(g[1], (xb - vec4<f32>(st.x)) * st.y, sgx);
+            sums = add_pair_sums(sums, g, xa, xb, st);
         }
     }
-    red0[lid] = hsum4(sgx);
-    red1[lid] = hsum4(sg);
-    tree2(lid);
-    if (lid == 0u) {
-        tdgamma[c] = red0[0];
-        tdbeta[c] = red1[0];
-    }
+    store_dgamma_dbeta(lid, c, sums[0], sums[1]);
 }
 
 // One invocation per pooled row (n, c, r): dx of its two window rows, vec4 stores into a
@@ -745,8 +751,8 @@ fn bn_pool_bwd_reduce2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
     let sh = trbeta[c] - st.x * sc;
     let w4 = (p.w + 3u) / 4u;
     let oh = p.hw / p.w / 2u;
-    var sg = vec4<f32>(0.0);
-    var sgx = vec4<f32>(0.0);
+    // (sum of g * xhat, sum of g)
+    var sums = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     for (var w = walk_start(lid, oh); w.n < p.n; w = walk_next(w, oh)) {
         let nc = w.n * p.c + c;
         let pr = nc * oh + w.r;
@@ -756,18 +762,10 @@ fn bn_pool_bwd_reduce2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
             let xa = quad(trx, top + 4u * j, second);
             let xb = quad(trx, top + p.w + 4u * j, second);
             let g = pooled_g(xa, xb, pooled_pair_r(pr, j), sc, sh);
-            sg += g[0] + g[1];
-            sgx = fma(g[0], (xa - vec4<f32>(st.x)) * st.y, sgx);
-            sgx = fma(g[1], (xb - vec4<f32>(st.x)) * st.y, sgx);
+            sums = add_pair_sums(sums, g, xa, xb, st);
         }
     }
-    red0[lid] = hsum4(sgx);
-    red1[lid] = hsum4(sg);
-    tree2(lid);
-    if (lid == 0u) {
-        tdgamma[c] = red0[0];
-        tdbeta[c] = red1[0];
-    }
+    store_dgamma_dbeta(lid, c, sums[0], sums[1]);
 }
 
 @compute @workgroup_size(64)

@@ -1326,7 +1326,9 @@ fn bn_rows_kernels_match_the_buffer_paths() {
 /// backward): dx, dgamma and dbeta to 1e-4 and 1e-3; and dx and dgamma against central finite
 /// differences of maxpool(bn(x)) without ReLU, on inputs whose window values are 0.25 apart (so a
 /// step of 1e-2 never moves an argmax). The forward without argmax stores (ARG = false) pools the
-/// same bits, and so does dx written into a conv's row texture (bn_pool_bwd_dx_rows_tex).
+/// same bits, and so does dx written into a conv's row texture (bn_pool_bwd_dx_rows_tex). Widths
+/// that are not a multiple of 4 run bn_pool_bwd_reduce2_tex and bn_pool_bwd_dx_rows2_tex (dx only
+/// into a row texture, zeros past each row).
 #[test]
 fn bn_pool_backward_matches_pooling_then_bn_backward() {
     let Some(g) = gpu() else { return };

@@ -231,6 +231,27 @@ fn check_channels(
     Ok(())
 }
 
+/// The per-channel buffers and the x texture of a texture-fed backward pass.
+fn check_bwd_inputs(
+    gpu: &Gpu,
+    s: &BnShape,
+    b: &BnBwd<'_>,
+    x_view: &wgpu::TextureView,
+) -> Result<()> {
+    check_channels(
+        gpu,
+        s,
+        &[
+            ("stats", b.stats, 2),
+            ("gamma", b.gamma, 1),
+            ("beta", b.beta, 1),
+            ("dgamma", b.dgamma, 1),
+            ("dbeta", b.dbeta, 1),
+        ],
+    )?;
+    check_view("x", x_view, s.len() / 4)
+}
+
 /// An error unless `view` holds `texels` texels (`conv::view_holds`).
 fn check_view(what: &str, view: &wgpu::TextureView, texels: usize) -> Result<()> {
     if !crate::ops::conv::view_holds(view, texels) {
@@ -540,18 +561,7 @@ fn backward_tex_pooled_to(
         Some(v) => check_view("dx rows", v, s.n * s.c * (s.hw / w) * w.div_ceil(4))?,
         None => check_len("dx", b.dx, s.len())?,
     }
-    check_channels(
-        gpu,
-        s,
-        &[
-            ("stats", b.stats, 2),
-            ("gamma", b.gamma, 1),
-            ("beta", b.beta, 1),
-            ("dgamma", b.dgamma, 1),
-            ("dbeta", b.dbeta, 1),
-        ],
-    )?;
-    check_view("x", x_view, s.len() / 4)?;
+    check_bwd_inputs(gpu, s, b, x_view)?;
     use Binding::{Read, ReadWrite, TexRead, TexWrite, Uniform};
     let params = BnParams {
         w: w as u32,
@@ -679,18 +689,7 @@ fn backward_tex_to(
 ) -> Result<Op> {
     s.check()?;
     check_len("dy", b.dy, s.len())?;
-    check_channels(
-        gpu,
-        s,
-        &[
-            ("stats", b.stats, 2),
-            ("gamma", b.gamma, 1),
-            ("beta", b.beta, 1),
-            ("dgamma", b.dgamma, 1),
-            ("dbeta", b.dbeta, 1),
-        ],
-    )?;
-    check_view("x", x_view, s.len() / 4)?;
+    check_bwd_inputs(gpu, s, b, x_view)?;
     if let Some((w, v)) = dx_rows {
         // N * C * (HW / w) rows of ceil(w / 4) texels
         check_view("dx rows", v, s.n * s.c * (s.hw / w) * w.div_ceil(4))?;
