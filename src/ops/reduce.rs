@@ -119,9 +119,14 @@ pub fn reduce(
         inner: shape.inner as u32,
         _pad: 0,
     };
-    let groups = grid_1d(
-        shape.rows as u32,
-        gpu.limits.max_compute_workgroups_per_dimension,
-    );
+    // one workgroup per row for the tree kernels; reduce_outer_sum runs one invocation per row
+    // in workgroups of 64
+    let groups = match op {
+        ReduceOp::OuterSum => crate::ops::grid_for(gpu, shape.rows, 64),
+        _ => grid_1d(
+            shape.rows as u32,
+            gpu.limits.max_compute_workgroups_per_dimension,
+        ),
+    };
     Dispatch::new(gpu, &spec, &params, &[&out.buf, &x.buf], groups)
 }
