@@ -315,6 +315,21 @@ impl B<'_> {
         }
     }
 
+    /// Whether, in training, the batch norm after the conv `cs` can write its dx into the conv's dy
+    /// row texture (the conv takes dy by rows, and the norm writes rows of the conv's width).
+    fn norm_dx_rows_ok(&self, cs: &ConvShape, relu: bool) -> Result<bool> {
+        let (oh, ow) = cs.out_hw();
+        let bs = BnShape {
+            n: self.n,
+            c: cs.cout,
+            hw: oh * ow,
+            relu,
+        };
+        Ok(self.train
+            && norm::dx_rows_ok(self.gpu, &bs, ow)
+            && conv::rows_io_ok(self.gpu, self.conv_variant(cs)?, cs))
+    }
+
     fn gemm_variant(&self, d: &GemmDesc) -> Result<GemmVariant> {
         match self.tuner {
             Some(t) => t.gemm(self.gpu, d),
@@ -404,16 +419,13 @@ impl Plan {
                     && norm::pool_ok(gpu, &bs, s.2);
                 // rows of a width that is not a multiple of 4 only where dx goes into the row
                 // texture of the conv before (that conv's dy_rows below)
-                let prev_conv_rows = match (i.checked_sub(1).map(|j| &model.layers[j]), b.train) {
-                    (
-                        Some(&Layer::Conv {
-                            cout,
-                            k,
-                            stride,
-                            pad,
-                        }),
-                        true,
-                    ) => {
+                let prev_conv_rows = match i.checked_sub(1).map(|j| &model.layers[j]) {
+                    Some(&Layer::Conv {
+                        cout,
+                        k,
+                        stride,
+                        pad,
+                    }) => {
                         let ps = if i == 1 { model.input } else { shapes[i - 2] };
                         let cs = ConvShape {
                             n: batch,
@@ -425,8 +437,7 @@ impl Plan {
                             stride,
                             pad,
                         };
-                        norm::dx_rows_ok(gpu, &bs, s.2)
-                            && conv::rows_io_ok(gpu, b.conv_variant(&cs)?, &cs)
+                        b.norm_dx_rows_ok(&cs, relu)?
                     }
                     _ => false,
                 };
@@ -493,21 +504,14 @@ impl Plan {
                     // dy from the next layer's batch norm in a row texture, where packing it
                     // would cost a kernel (rows of a multiple of 4 columns are copied instead,
                     // which is cheaper than the norm storing texels)
-                    let (oh, ow) = cs.out_hw();
-                    let bs_next = BnShape {
-                        n: batch,
-                        c: *cout,
-                        hw: oh * ow,
-                        relu: false,
-                    };
                     // (and where that norm's backward also does a max pooling's: its dx kernel
                     // stores texels either way, so the conv gets them without a copy or a
                     // full-size dx buffer; for other widths it can only write rows)
-                    let dy_rows = (b.train
-                        && matches!(model.layers.get(i + 1), Some(Layer::Bn { .. }))
+                    let (oh, ow) = cs.out_hw();
+                    let next_bn = matches!(model.layers.get(i + 1), Some(Layer::Bn { .. }));
+                    let dy_rows = (next_bn
                         && (!ow.is_multiple_of(4) || pooled_bwd[i + 1])
-                        && norm::dx_rows_ok(gpu, &bs_next, ow)
-                        && conv::rows_io_ok(gpu, b.conv_variant(&cs)?, &cs))
+                        && b.norm_dx_rows_ok(&cs, false)?)
                     .then(|| conv::planes_texture(gpu, "conv dy rows", batch, *cout, oh, ow));
                     let io = ConvIo {
                         x_rows: conv_x_rows[i].take(),
