@@ -647,25 +647,31 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
         Tensor::empty(gpu, "arg", &[bs.len() / 4], crate::gpu::DType::U32)?,
     );
     if norm::pool_ok(gpu, &bs, ps.w) {
+        // a forward pass with pooling into `out`, timed as `variant` (x read by the statistics and
+        // by the pooling; pooled values, and the argmax where there is one, written); returns the
+        // view of x's texture for a backward pass
+        let pool_fwd = |rows: &mut Vec<Row>, out: norm::BnOut<'_>, variant: &str| {
+            let (f, xv) = norm::forward_tex(
+                gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, out,
+            )?;
+            timed(
+                rows,
+                "bn_fwd",
+                shape.clone(),
+                variant.into(),
+                &f,
+                2.5 * bytes,
+                "GB/s",
+            )?;
+            Ok::<_, Error>(xv)
+        };
         // what training runs when a max pooling follows: apply, ReLU and pooling in one kernel
-        // (x read by the statistics and by the pooling; pooled values and argmax written)
         let out = norm::BnOut::MaxPool2 {
             w: ps.w,
             y: &py.buf,
             arg: Some(&arg.buf),
         };
-        let (f, _) = norm::forward_tex(
-            gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, out,
-        )?;
-        timed(
-            &mut rows,
-            "bn_fwd",
-            shape.clone(),
-            "relu + maxpool, textures".into(),
-            &f,
-            2.5 * bytes,
-            "GB/s",
-        )?;
+        pool_fwd(&mut rows, out, "relu + maxpool, textures")?;
         // the same with the pooled values written into the next conv's row texture
         let (_t, pv) = crate::ops::conv::planes_texture(gpu, "bench pooled rows", n, 6, 14, 14);
         let out = norm::BnOut::MaxPool2Rows {
@@ -673,18 +679,7 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
             y: &pv,
             arg: Some(&arg.buf),
         };
-        let (f, xv) = norm::forward_tex(
-            gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, out,
-        )?;
-        timed(
-            &mut rows,
-            "bn_fwd",
-            shape.clone(),
-            "relu + maxpool into a conv texture".into(),
-            &f,
-            2.5 * bytes,
-            "GB/s",
-        )?;
+        let xv = pool_fwd(&mut rows, out, "relu + maxpool into a conv texture")?;
         // backward with dx written into the previous conv's row texture (dy rows)
         let (_t, dv) = crate::ops::conv::planes_texture(gpu, "bench dx rows", n, 6, 28, 28);
         let op = norm::backward_tex_rows(gpu, &bs, &bw, &xv, 28, &dv)?;
@@ -706,17 +701,10 @@ pub fn kernels(gpu: &Gpu, opts: &BenchOpts) -> Result<Vec<Row>> {
                 y: &pv,
                 arg: None,
             };
-            let (f, xv) = norm::forward_tex(
-                gpu, &bs, true, &x.buf, &st.buf, &run.buf, &g.buf, &b.buf, out,
-            )?;
-            timed(
+            let xv = pool_fwd(
                 &mut rows,
-                "bn_fwd",
-                shape.clone(),
-                "relu + maxpool into a conv texture, no argmax".into(),
-                &f,
-                2.5 * bytes,
-                "GB/s",
+                out,
+                "relu + maxpool into a conv texture, no argmax",
             )?;
             let pooled = BnBwd { dy: &py.buf, ..bw };
             let op = norm::backward_tex_pooled(gpu, &bs, &pooled, &xv, ps.w)?;

@@ -1048,25 +1048,9 @@ fn batch_norm_and_pooling_refuse_short_buffers_and_textures() {
             norm::BnOut::Y(&y.buf),
         )
         .unwrap();
-        fn bwd<'a>(
-            x: &'a Tensor,
-            gamma: &'a Tensor,
-            st: &'a Tensor,
-            y: &'a Tensor,
-            dgamma: &'a Tensor,
-        ) -> BnBwd<'a> {
-            BnBwd {
-                x: &x.buf,
-                beta: &gamma.buf,
-                dy: &y.buf,
-                stats: &st.buf,
-                gamma: &gamma.buf,
-                dgamma: &dgamma.buf,
-                dbeta: &gamma.buf,
-                dx: &y.buf,
-            }
-        }
-        let b = |dgamma| bwd(&x, &gamma, &st, &y, dgamma);
+        // beta, dbeta and the outputs reuse gamma's and y's buffers: only the checks run
+        let bwd = |x, y, dgamma| bn_bwd((x, &gamma, y, &st, &gamma), y, dgamma, &gamma);
+        let b = |dgamma| bwd(&x, &y, dgamma);
         let e = err(norm::backward_tex(g, &s, &b(&short), &xv));
         assert!(e.contains("dgamma"), "{e}");
         assert_eq!(err(norm::backward_tex(g, &s, &b(&gamma), &xv)), "accepted");
@@ -1086,12 +1070,7 @@ fn batch_norm_and_pooling_refuse_short_buffers_and_textures() {
             norm::BnOut::Y(&x1.buf),
         )
         .unwrap();
-        let e = err(norm::backward_tex(
-            g,
-            &big,
-            &bwd(&xb, &gamma, &st, &yb, &gamma),
-            &xv1,
-        ));
+        let e = err(norm::backward_tex(g, &big, &bwd(&xb, &yb, &gamma), &xv1));
         assert!(e.contains("x texture"), "{e}");
     }
     let ps = PoolShape {
@@ -1113,6 +1092,25 @@ fn batch_norm_and_pooling_refuse_short_buffers_and_textures() {
     assert!(r(pool::max_fwd(g, &ps, &x.buf, &short.buf, &arg.buf)).contains("y holds"));
     assert!(r(pool::max_bwd(g, &ps, &y.buf, &short.buf, &x.buf)).contains("argmax holds"));
     assert!(r(pool::max_bwd(g, &ps, &y.buf, &arg.buf, &y.buf)).contains("dx holds"));
+}
+
+/// The buffers of a batch norm's backward pass: (x, beta, dy, stats, gamma) and the outputs.
+fn bn_bwd<'a>(
+    (x, beta, dy, st, gamma): (&'a Tensor, &'a Tensor, &'a Tensor, &'a Tensor, &'a Tensor),
+    dx: &'a Tensor,
+    dg: &'a Tensor,
+    db: &'a Tensor,
+) -> BnBwd<'a> {
+    BnBwd {
+        x: &x.buf,
+        beta: &beta.buf,
+        dy: &dy.buf,
+        stats: &st.buf,
+        gamma: &gamma.buf,
+        dgamma: &dg.buf,
+        dbeta: &db.buf,
+        dx: &dx.buf,
+    }
 }
 
 /// Fills an rgba32float texture (one array layer) with `texels` texels of `data` (4 floats each,
@@ -1246,31 +1244,14 @@ fn bn_rows_kernels_match_the_buffer_paths() {
         // backward: dx into a buffer, then into a row texture of rows of w
         let (tdx, tdg1, tdb1) = (out(g, s.len()), out(g, c), out(g, c));
         let (tdg2, tdb2) = (out(g, c), out(g, c));
-        fn bwd<'a>(
-            (x, beta, dy, st, gamma): (&'a Tensor, &'a Tensor, &'a Tensor, &'a Tensor, &'a Tensor),
-            dx: &'a Tensor,
-            dg: &'a Tensor,
-            db: &'a Tensor,
-        ) -> BnBwd<'a> {
-            BnBwd {
-                x: &x.buf,
-                beta: &beta.buf,
-                dy: &dy.buf,
-                stats: &st.buf,
-                gamma: &gamma.buf,
-                dgamma: &dg.buf,
-                dbeta: &db.buf,
-                dx: &dx.buf,
-            }
-        }
         let ins = (&tx, &tb, &tdy, &st1, &tg);
-        norm::backward_tex(g, &s, &bwd(ins, &tdx, &tdg1, &tdb1), &xv1)
+        norm::backward_tex(g, &s, &bn_bwd(ins, &tdx, &tdg1, &tdb1), &xv1)
             .unwrap()
             .run(g);
         let (dtex, dview) = conv::planes_texture(g, "dx rows", n, c, h, w);
         write_rows_texture(g, &dtex, &[], POISON);
         let unused = out(g, s.len());
-        norm::backward_tex_rows(g, &s, &bwd(ins, &unused, &tdg2, &tdb2), &xv2, w, &dview)
+        norm::backward_tex_rows(g, &s, &bn_bwd(ins, &unused, &tdg2, &tdb2), &xv2, w, &dview)
             .unwrap()
             .run(g);
         let want = to_rows(&tdx.to_f32(g).unwrap(), n * c * h, w);
@@ -1402,55 +1383,23 @@ fn bn_pool_backward_matches_pooling_then_bn_backward() {
             &py,
         );
 
-        let bwd = |dy: &'_ Tensor, dx: &'_ Tensor, dg: &'_ Tensor, db: &'_ Tensor| {
-            norm::backward_tex_pooled(
-                g,
-                &s,
-                &BnBwd {
-                    x: &tx.buf,
-                    beta: &tb.buf,
-                    dy: &dy.buf,
-                    stats: &st.buf,
-                    gamma: &tg.buf,
-                    dgamma: &dg.buf,
-                    dbeta: &db.buf,
-                    dx: &dx.buf,
-                },
-                &xv,
-                w,
-            )
+        let bwd = |dy: &Tensor, dx: &Tensor, dg: &Tensor, db: &Tensor| {
+            let b = bn_bwd((&tx, &tb, dy, &st, &tg), dx, dg, db);
+            norm::backward_tex_pooled(g, &s, &b, &xv, w)
         };
         // unfused: the pooling's backward into a full-size dy, then the norm's
         let (tdy, tdx1, tdg1, tdb1) = (out(g, s.len()), out(g, s.len()), out(g, c), out(g, c));
         pool::max_bwd(g, &ps, &tpdy.buf, &targ.buf, &tdy.buf)
             .unwrap()
             .run(g);
-        let b1 = BnBwd {
-            x: &tx.buf,
-            beta: &tb.buf,
-            dy: &tdy.buf,
-            stats: &st.buf,
-            gamma: &tg.buf,
-            dgamma: &tdg1.buf,
-            dbeta: &tdb1.buf,
-            dx: &tdx1.buf,
-        };
+        let b1 = bn_bwd((&tx, &tb, &tdy, &st, &tg), &tdx1, &tdg1, &tdb1);
         norm::backward_tex(g, &s, &b1, &xv).unwrap().run(g);
         // dx into the row texture of the conv before (any even width), and for a width that is a
         // multiple of 4 also into a buffer: the same bits
         let (dtex, dview) = conv::planes_texture(g, "dx rows", n, c, h, w);
         write_rows_texture(g, &dtex, &[], POISON);
         let (unused, tdg3, tdb3) = (out(g, s.len()), out(g, c), out(g, c));
-        let b3 = BnBwd {
-            x: &tx.buf,
-            beta: &tb.buf,
-            dy: &tpdy.buf,
-            stats: &st.buf,
-            gamma: &tg.buf,
-            dgamma: &tdg3.buf,
-            dbeta: &tdb3.buf,
-            dx: &unused.buf,
-        };
+        let b3 = bn_bwd((&tx, &tb, &tpdy, &st, &tg), &unused, &tdg3, &tdb3);
         norm::backward_tex_pooled_rows(g, &s, &b3, &xv, w, &dview)
             .unwrap()
             .run(g);
