@@ -249,26 +249,23 @@ fn win2(t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, s: u32) -> vec4<f32> {
     }
 }
 
-// One tap kw (a constant): weights a (channels co0..co0+7) and b (co0+8..co0+15).
-fn tap(kw: u32, wa0: vec4<f32>, wa1: vec4<f32>, wb0: vec4<f32>, wb1: vec4<f32>,
-       t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>) {
-    var xv: vec4<f32>;
+// acc plus the K taps of one kernel row, with weights w0 | w1 (uniform across the subgroup).
+fn taps(acc: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, t0: vec4<f32>, t1: vec4<f32>,
+        t2: vec4<f32>) -> vec4<f32> {
+    var r = fma(vec4<f32>(w0.x), xwin(t0, t1, t2, 0u), acc);
+    if (K > 1u) { r = fma(vec4<f32>(w0.y), xwin(t0, t1, t2, 1u), r); }
+    if (K > 2u) { r = fma(vec4<f32>(w0.z), xwin(t0, t1, t2, 2u), r); }
+    if (K > 3u) { r = fma(vec4<f32>(w0.w), xwin(t0, t1, t2, 3u), r); }
+    if (K > 4u) { r = fma(vec4<f32>(w1.x), xwin(t0, t1, t2, 4u), r); }
+    return r;
+}
+
+// The inputs of tap kw (a constant) for the 4 output columns.
+fn xwin(t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, kw: u32) -> vec4<f32> {
     if (S == 2u) {
-        xv = win2(t0, t1, t2, M + kw);
-    } else {
-        xv = win(t0, t1, t2, M + kw);
+        return win2(t0, t1, t2, M + kw);
     }
-    if (kw < 4u) {
-        step_c(wa0[kw], xv);
-        if (CO == 16u) {
-            step_d(wb0[kw], xv);
-        }
-    } else {
-        step_c(wa1[kw - 4u], xv);
-        if (CO == 16u) {
-            step_d(wb1[kw - 4u], xv);
-        }
-    }
+    return win(t0, t1, t2, M + kw);
 }
 
 fn fetch_x(row: u32, rowok: bool, jj: i32) -> vec4<f32> {
@@ -327,18 +324,25 @@ fn conv_acc(item: u32, co0: u32, sl: u32) {
                     wb1 = textureLoad(wt, vec2<u32>(wx + 1u, wrb), 0);
                 }
             }
-            tap(0u, wa0, wa1, wb0, wb1, t0, t1, t2);
-            if (K > 1u) {
-                tap(1u, wa0, wa1, wb0, wb1, t0, t1, t2);
-            }
-            if (K > 2u) {
-                tap(2u, wa0, wa1, wb0, wb1, t0, t1, t2);
-            }
-            if (K > 3u) {
-                tap(3u, wa0, wa1, wb0, wb1, t0, t1, t2);
-            }
-            if (K > 4u) {
-                tap(4u, wa0, wa1, wb0, wb1, t0, t1, t2);
+            // channel-major: each accumulator takes all K taps in a row (llvmpipe keeps
+            // the accumulators in memory, so this loads and stores each once per kernel row)
+            c0 = taps(c0, subgroupBroadcast(wa0, 0u), subgroupBroadcast(wa1, 0u), t0, t1, t2);
+            if (CV > 1u) { c1 = taps(c1, subgroupBroadcast(wa0, 1u), subgroupBroadcast(wa1, 1u), t0, t1, t2); }
+            if (CV > 2u) { c2 = taps(c2, subgroupBroadcast(wa0, 2u), subgroupBroadcast(wa1, 2u), t0, t1, t2); }
+            if (CV > 3u) { c3 = taps(c3, subgroupBroadcast(wa0, 3u), subgroupBroadcast(wa1, 3u), t0, t1, t2); }
+            if (CV > 4u) { c4 = taps(c4, subgroupBroadcast(wa0, 4u), subgroupBroadcast(wa1, 4u), t0, t1, t2); }
+            if (CV > 5u) { c5 = taps(c5, subgroupBroadcast(wa0, 5u), subgroupBroadcast(wa1, 5u), t0, t1, t2); }
+            if (CV > 6u) { c6 = taps(c6, subgroupBroadcast(wa0, 6u), subgroupBroadcast(wa1, 6u), t0, t1, t2); }
+            if (CV > 7u) { c7 = taps(c7, subgroupBroadcast(wa0, 7u), subgroupBroadcast(wa1, 7u), t0, t1, t2); }
+            if (CO == 16u) {
+                if (CV > 8u) { d0 = taps(d0, subgroupBroadcast(wb0, 0u), subgroupBroadcast(wb1, 0u), t0, t1, t2); }
+                if (CV > 9u) { d1 = taps(d1, subgroupBroadcast(wb0, 1u), subgroupBroadcast(wb1, 1u), t0, t1, t2); }
+                if (CV > 10u) { d2 = taps(d2, subgroupBroadcast(wb0, 2u), subgroupBroadcast(wb1, 2u), t0, t1, t2); }
+                if (CV > 11u) { d3 = taps(d3, subgroupBroadcast(wb0, 3u), subgroupBroadcast(wb1, 3u), t0, t1, t2); }
+                if (CV > 12u) { d4 = taps(d4, subgroupBroadcast(wb0, 4u), subgroupBroadcast(wb1, 4u), t0, t1, t2); }
+                if (CV > 13u) { d5 = taps(d5, subgroupBroadcast(wb0, 5u), subgroupBroadcast(wb1, 5u), t0, t1, t2); }
+                if (CV > 14u) { d6 = taps(d6, subgroupBroadcast(wb0, 6u), subgroupBroadcast(wb1, 6u), t0, t1, t2); }
+                if (CV > 15u) { d7 = taps(d7, subgroupBroadcast(wb0, 7u), subgroupBroadcast(wb1, 7u), t0, t1, t2); }
             }
         }
     }
