@@ -82,16 +82,14 @@ fn b_row(k4: u32, kk: u32, col4: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), fetch_b(r, col4), r < p.k);
 }
 
-// One reduction step: rows 0-3 of the subgroup's tile take lo, rows 4-7 hi, times the B values bv.
-fn acc(lo: vec4<f32>, hi: vec4<f32>, bv: vec4<f32>) {
-    c0 = fma(vec4<f32>(lo.x), bv, c0);
-    c1 = fma(vec4<f32>(lo.y), bv, c1);
-    c2 = fma(vec4<f32>(lo.z), bv, c2);
-    c3 = fma(vec4<f32>(lo.w), bv, c3);
-    c4 = fma(vec4<f32>(hi.x), bv, c4);
-    c5 = fma(vec4<f32>(hi.y), bv, c5);
-    c6 = fma(vec4<f32>(hi.z), bv, c6);
-    c7 = fma(vec4<f32>(hi.w), bv, c7);
+// One accumulator's 4 reduction steps: c + a.x b0 + a.y b1 + a.z b2 + a.w b3, in that order.
+// Each accumulator takes its 4 steps in a row: llvmpipe keeps the 8 accumulators in memory (32
+// vector registers), so this loads and stores each once per reduction texel instead of 4 times.
+fn acc4(c: vec4<f32>, a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
+    let r = fma(vec4<f32>(a.x), b0, c);
+    let s = fma(vec4<f32>(a.y), b1, r);
+    let t = fma(vec4<f32>(a.z), b2, s);
+    return fma(vec4<f32>(a.w), b3, t);
 }
 
 fn store_row(r: u32, col: u32, v: vec4<f32>) {
@@ -130,10 +128,27 @@ fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
             let kr = 4u * k4 + (sl & 3u);
             let at = select(vec4<f32>(0.0), fetch_a(kr, row0 / 4u + (sl >> 2u)), kr < p.k);
             asum += at;
-            acc(subgroupBroadcast(at, 0u), subgroupBroadcast(at, 4u), b_row(k4, 0u, col4));
-            acc(subgroupBroadcast(at, 1u), subgroupBroadcast(at, 5u), b_row(k4, 1u, col4));
-            acc(subgroupBroadcast(at, 2u), subgroupBroadcast(at, 6u), b_row(k4, 2u, col4));
-            acc(subgroupBroadcast(at, 3u), subgroupBroadcast(at, 7u), b_row(k4, 3u, col4));
+            // u_kk = A[4 k4 + kk][rows row0 .. +3], v_kk = rows row0 + 4 .. +7
+            let u0 = subgroupBroadcast(at, 0u);
+            let u1 = subgroupBroadcast(at, 1u);
+            let u2 = subgroupBroadcast(at, 2u);
+            let u3 = subgroupBroadcast(at, 3u);
+            let v0 = subgroupBroadcast(at, 4u);
+            let v1 = subgroupBroadcast(at, 5u);
+            let v2 = subgroupBroadcast(at, 6u);
+            let v3 = subgroupBroadcast(at, 7u);
+            let b0 = b_row(k4, 0u, col4);
+            let b1 = b_row(k4, 1u, col4);
+            let b2 = b_row(k4, 2u, col4);
+            let b3 = b_row(k4, 3u, col4);
+            c0 = acc4(c0, vec4<f32>(u0.x, u1.x, u2.x, u3.x), b0, b1, b2, b3);
+            c1 = acc4(c1, vec4<f32>(u0.y, u1.y, u2.y, u3.y), b0, b1, b2, b3);
+            c2 = acc4(c2, vec4<f32>(u0.z, u1.z, u2.z, u3.z), b0, b1, b2, b3);
+            c3 = acc4(c3, vec4<f32>(u0.w, u1.w, u2.w, u3.w), b0, b1, b2, b3);
+            c4 = acc4(c4, vec4<f32>(v0.x, v1.x, v2.x, v3.x), b0, b1, b2, b3);
+            c5 = acc4(c5, vec4<f32>(v0.y, v1.y, v2.y, v3.y), b0, b1, b2, b3);
+            c6 = acc4(c6, vec4<f32>(v0.z, v1.z, v2.z, v3.z), b0, b1, b2, b3);
+            c7 = acc4(c7, vec4<f32>(v0.w, v1.w, v2.w, v3.w), b0, b1, b2, b3);
         } else {
             // lane sl holds A[row0 + sl][4 k4 .. 4 k4 + 3] (zero past k: rows are zero padded)
             let av = fetch_a(row0 + sl, k4);
@@ -165,10 +180,14 @@ fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
                 b2 = b_row(k4, 2u, col4);
                 b3 = b_row(k4, 3u, col4);
             }
-            acc(vec4<f32>(a0.x, a1.x, a2.x, a3.x), vec4<f32>(a4.x, a5.x, a6.x, a7.x), b0);
-            acc(vec4<f32>(a0.y, a1.y, a2.y, a3.y), vec4<f32>(a4.y, a5.y, a6.y, a7.y), b1);
-            acc(vec4<f32>(a0.z, a1.z, a2.z, a3.z), vec4<f32>(a4.z, a5.z, a6.z, a7.z), b2);
-            acc(vec4<f32>(a0.w, a1.w, a2.w, a3.w), vec4<f32>(a4.w, a5.w, a6.w, a7.w), b3);
+            c0 = acc4(c0, a0, b0, b1, b2, b3);
+            c1 = acc4(c1, a1, b0, b1, b2, b3);
+            c2 = acc4(c2, a2, b0, b1, b2, b3);
+            c3 = acc4(c3, a3, b0, b1, b2, b3);
+            c4 = acc4(c4, a4, b0, b1, b2, b3);
+            c5 = acc4(c5, a5, b0, b1, b2, b3);
+            c6 = acc4(c6, a6, b0, b1, b2, b3);
+            c7 = acc4(c7, a7, b0, b1, b2, b3);
         }
     }
     if (SUM == 1u) {
