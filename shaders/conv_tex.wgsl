@@ -10,7 +10,8 @@
 //               ceil(K/4) texels holding the K taps along kw (zero padded). With `flip` set it packs
 //               w'[o][i][kh][kw] = w[i][o][K-1-kh][K-1-kw], the weights of backward-data;
 //  - conv_tex:  stride 1 or 2; each invocation owns 4 consecutive output columns of one output row and CO (8 or
-//               16) output channels; per (ci, kh) it fetches the NT input texels that cover its
+//               16) output channels (conv_tex4 and conv_tex2: the same, with vec4 or vec2 stores
+//               where the output width is a multiple of 4 or even); per (ci, kh) it fetches the NT input texels that cover its
 //               window once and reuses them for all K taps, and lane j of each 8-lane subgroup
 //               fetches the weights of channel co0 + j, which subgroupBroadcast hands to every lane.
 //               Per (ci, kh) that is NT + CO/8 texel fetches for 4*K*CO FMAs. Kernel rows
@@ -62,7 +63,9 @@
 //  - conv_tex/conv_tex4: item is clamped to total - 1, so n < p.n; fetch_x falls back to texel 0
 //    unless the row and texel column are inside the input; weight texels are x < wrow and rows
 //    co0 + lane (+ 8 when CO = 16) < ceil(cout/CO)*CO; stores are guarded by item_raw < total,
-//    co < cout and (conv_tex) column < ow; accumulator indices are < CO <= 16.
+//    co < cout and (conv_tex) column < ow; accumulator indices are < CO <= 16;
+//  - conv_tex2 (ow even): the float offset of (n, co, oh, 4j) is even, so its vec2 index is exact;
+//    the second vec2 (columns 4j + 2, 4j + 3) is stored only when 4j + 2 < ow, and then 4j + 3 < ow.
 
 struct ConvTexParams {
     n: u32, cin: u32, h: u32, w: u32,      // input of the (equivalent forward) conv
@@ -416,6 +419,47 @@ fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                     y4[i] = y4[i] + acc_at(c);
                 } else {
                     y4[i] = acc_at(c);
+                }
+            }
+        }
+    }
+}
+
+@group(0) @binding(1) var<storage, read_write> y2: array<vec2<f32>>;
+
+// Output width even (not a multiple of 4): two vec2 stores per channel, the second only where
+// columns 4j + 2 and 4j + 3 exist (a vec2 store costs llvmpipe about what a float store does).
+@compute @workgroup_size(64)
+fn conv_tex2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
+             @builtin(subgroup_invocation_id) sl: u32) {
+    let total = p.n * p.oh * p.ow4;
+    let item_raw = wg.x * 64u + li;
+    let item = min(item_raw, total - 1u);
+    let co0 = wg.y * CO;
+    conv_acc(item, co0, sl);
+    if (item_raw < total) {
+        let j = item % p.ow4;
+        let oh = (item / p.ow4) % p.oh;
+        let n = item / (p.ow4 * p.oh);
+        let ohw = p.oh * p.ow;
+        let col = 4u * j;
+        let second = col + 2u < p.ow;
+        // (n, co, oh, col) with col and p.ow even: the float offset is even
+        let base = (n * p.cout * ohw + oh * p.ow + col) / 2u;
+        for (var c = 0u; c < CO; c++) {
+            if (co0 + c < p.cout) {
+                let i = base + (co0 + c) * ohw / 2u;
+                let v = acc_at(c);
+                if (p.accumulate != 0u) {
+                    y2[i] = y2[i] + v.xy;
+                    if (second) {
+                        y2[i + 1u] = y2[i + 1u] + v.zw;
+                    }
+                } else {
+                    y2[i] = v.xy;
+                    if (second) {
+                        y2[i + 1u] = v.zw;
+                    }
                 }
             }
         }

@@ -251,33 +251,44 @@ fn conv_variant_matches_twins(v: ConvVariant) {
 #[test]
 fn conv2d_accumulate_adds_into_the_output() {
     let Some(g) = gpu() else { return };
-    let s = ConvShape {
-        n: 2,
-        cin: 3,
-        h: 5,
-        w: 6,
-        cout: 4,
-        k: 3,
-        stride: 1,
-        pad: 1,
-    };
-    let mut rng = Rng::new(9);
-    let (x, w, dy) = (
-        rng.vec(s.x_len(), -1.0, 1.0),
-        rng.vec(s.w_len(), -1.0, 1.0),
-        rng.vec(s.y_len(), -1.0, 1.0),
-    );
-    let base = rng.vec(s.w_len(), -1.0, 1.0);
-    let tdw = up(g, &base);
-    let (_, dw) = reference::conv::conv2d_bwd(&s, &x, &w, &dy);
-    let want: Vec<f32> = base.iter().zip(&dw).map(|(a, b)| a + b).collect();
-    for v in [ConvVariant::Direct, ConvVariant::default_for(g)] {
-        tdw.write_f32(g, &base).unwrap();
-        conv::bwd_weight(g, v, &s, &up(g, &dy).buf, &up(g, &x).buf, &tdw.buf, true)
-            .unwrap()
-            .run(g);
-        let label = format!("conv2d_bwd_weight accumulate {v:?}");
-        assert_close(&label, &tdw.to_f32(g).unwrap(), &want, Tol::BALANCED);
+    // widths 6 (the texture conv's paired stores) and 7 (its scalar stores)
+    for w_in in [6, 7] {
+        let s = ConvShape {
+            n: 2,
+            cin: 3,
+            h: 5,
+            w: w_in,
+            cout: 4,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        let mut rng = Rng::new(9);
+        let (x, w, dy) = (
+            rng.vec(s.x_len(), -1.0, 1.0),
+            rng.vec(s.w_len(), -1.0, 1.0),
+            rng.vec(s.y_len(), -1.0, 1.0),
+        );
+        let base = rng.vec(s.w_len(), -1.0, 1.0);
+        let base_x = rng.vec(s.x_len(), -1.0, 1.0);
+        let (tdw, tdx) = (up(g, &base), up(g, &base_x));
+        let (dx, dw) = reference::conv::conv2d_bwd(&s, &x, &w, &dy);
+        let want: Vec<f32> = base.iter().zip(&dw).map(|(a, b)| a + b).collect();
+        let want_x: Vec<f32> = base_x.iter().zip(&dx).map(|(a, b)| a + b).collect();
+        for v in [ConvVariant::Direct, ConvVariant::default_for(g)] {
+            tdw.write_f32(g, &base).unwrap();
+            conv::bwd_weight(g, v, &s, &up(g, &dy).buf, &up(g, &x).buf, &tdw.buf, true)
+                .unwrap()
+                .run(g);
+            let label = format!("conv2d_bwd_weight accumulate {v:?} {s:?}");
+            assert_close(&label, &tdw.to_f32(g).unwrap(), &want, Tol::BALANCED);
+            tdx.write_f32(g, &base_x).unwrap();
+            conv::bwd_data(g, v, &s, &up(g, &dy).buf, &up(g, &w).buf, &tdx.buf, true)
+                .unwrap()
+                .run(g);
+            let label = format!("conv2d_bwd_data accumulate {v:?} {s:?}");
+            assert_close(&label, &tdx.to_f32(g).unwrap(), &want_x, Tol::BALANCED);
+        }
     }
 }
 

@@ -1054,6 +1054,8 @@ fn conv_tex(
         "conv_bwd_data2_tex"
     } else if t.ow.is_multiple_of(4) {
         "conv_tex4"
+    } else if t.ow.is_multiple_of(2) {
+        "conv_tex2"
     } else {
         "conv_tex"
     };
