@@ -1,5 +1,6 @@
 // Texture-fed GEMMs of a linear layer for CPU-backed devices (lavapipe/llvmpipe): one entry point,
-// `linear_tex`, in three forms chosen by the FORM override, each reading both operands from
+// `linear_tex` (`linear_tex4` where n % 4 == 0: the same with vec4 stores), in three forms chosen
+// by the FORM override, each reading both operands from
 // rgba32float textures in the row layout of shaders/conv_tex.wgsl (texel t at x = t % 2048,
 // row (t / 2048) % 4096, layer t / 2^23; a matrix's row r, texels j = r * rs4 + j, each texel 4
 // consecutive columns, rows zero padded to rs4 texels). Rows whose length is a multiple of 4 are
@@ -24,7 +25,8 @@
 // construction. The host (ops/linear.rs) guarantees: subgroups are exactly 8 wide; texture A
 // holds a_rows * a_rs4 texels and B b_rows * b_rs4 (both >= 1); c holds m * n floats; aux holds n
 // floats when BIAS = 1 and m * n when MASK = 1 (never both); colsum holds m floats when SUM = 1
-// (written only for r < m). Then fetch() clamps the row to
+// (written only for r < m); linear_tex4 runs only where n % 4 == 0, so a column block 4 col4 < n
+// lies inside its row and its vec4 index (r n + 4 col4) / 4 < m n / 4. Then fetch() clamps the row to
 // rows - 1 and the texel to rs4 - 1, so t < rows * rs4; stores and aux reads happen only for
 // row < m and col < n. Clamped fetches feed only outputs that are not stored, or are zeroed by
 // the reduction-range test (`live`) before they reach an accumulator.
@@ -115,12 +117,9 @@ fn store_row(r: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(WG)
-fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
-              @builtin(local_invocation_index) li: u32,
-              @builtin(subgroup_invocation_id) sl: u32) {
-    let col4 = wg.x * 8u + sl;
-    let row0 = wg.y * WG + (li / 8u) * 8u;
+// The GEMM of the subgroup's 8 rows from row0 and the lane's 4 columns from 4 col4 into c0..c7;
+// with SUM = 1 also writes colsum (from the workgroups of column block 0).
+fn gemm(col4: u32, row0: u32, sl: u32, first_cols: bool) {
     var asum = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < p.k4; k4++) {
         if (FORM == 2u) {
@@ -197,10 +196,19 @@ fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
         let hi = subgroupBroadcast(asum, 4u) + subgroupBroadcast(asum, 5u)
             + subgroupBroadcast(asum, 6u) + subgroupBroadcast(asum, 7u);
         let r = row0 + sl;
-        if (wg.x == 0u && r < p.m) {
+        if (first_cols && r < p.m) {
             colsum[r] = select(lo[sl & 3u], hi[sl & 3u], sl >= 4u);
         }
     }
+}
+
+@compute @workgroup_size(WG)
+fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32,
+              @builtin(subgroup_invocation_id) sl: u32) {
+    let col4 = wg.x * 8u + sl;
+    let row0 = wg.y * WG + (li / 8u) * 8u;
+    gemm(col4, row0, sl, wg.x == 0u);
     let col = col4 * 4u;
     store_row(row0, col, c0);
     store_row(row0 + 1u, col, c1);
@@ -210,4 +218,46 @@ fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
     store_row(row0 + 5u, col, c5);
     store_row(row0 + 6u, col, c6);
     store_row(row0 + 7u, col, c7);
+}
+
+@group(0) @binding(1) var<storage, read_write> c4v: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> aux4: array<vec4<f32>>;
+
+// Row r, columns col .. col + 3 of C as one vec4 (p.n % 4 == 0, so col < p.n holds all four).
+fn store_row4(r: u32, col: u32, v: vec4<f32>) {
+    if (r >= p.m || col >= p.n) {
+        return;
+    }
+    let idx = (r * p.n + col) / 4u;
+    var x = v;
+    if (BIAS == 1u) {
+        x += aux4[col / 4u];
+    }
+    if (RELU == 1u) {
+        x = max(x, vec4<f32>(0.0));
+    }
+    if (MASK == 1u) {
+        x = select(vec4<f32>(0.0), x, aux4[idx] > vec4<f32>(0.0));
+    }
+    c4v[idx] = x;
+}
+
+// linear_tex for p.n % 4 == 0: one vec4 store per row (llvmpipe stores a vec4 for about the price
+// of a float).
+@compute @workgroup_size(WG)
+fn linear_tex4(@builtin(workgroup_id) wg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32,
+               @builtin(subgroup_invocation_id) sl: u32) {
+    let col4 = wg.x * 8u + sl;
+    let row0 = wg.y * WG + (li / 8u) * 8u;
+    gemm(col4, row0, sl, wg.x == 0u);
+    let col = col4 * 4u;
+    store_row4(row0, col, c0);
+    store_row4(row0 + 1u, col, c1);
+    store_row4(row0 + 2u, col, c2);
+    store_row4(row0 + 3u, col, c3);
+    store_row4(row0 + 4u, col, c4);
+    store_row4(row0 + 5u, col, c5);
+    store_row4(row0 + 6u, col, c6);
+    store_row4(row0 + 7u, col, c7);
 }

@@ -44,6 +44,7 @@ fn shapes() -> Vec<GemmDesc> {
         (1, 1, 1),
         (3, 7, 5),
         (67, 45, 33),
+        (67, 44, 33), // vec4 stores, a ragged last column block
         (64, 64, 64),
         (9, 130, 1),
         (65, 33, 257),
@@ -270,13 +271,15 @@ fn linear_tex_matches_twin() {
         return;
     }
     // LeNet's layers at batch 64 and 1, odd and ragged sizes (rows packed where not a multiple of
-    // 4), more than one workgroup along both axes, several texture rows (k = 3000)
+    // 4), more than one workgroup along both axes, several texture rows (k = 3000); n a multiple
+    // of 4 runs linear_tex4
     let shapes = [
         (64, 120, 400),
         (64, 10, 84),
         (1, 1, 1),
         (3, 7, 5),
         (67, 45, 33),
+        (67, 44, 33), // vec4 stores, a ragged last column block
         (130, 9, 66),
         (5, 300, 17),
         (1, 84, 120),

@@ -243,7 +243,11 @@ pub fn gemm(
     };
     let spec = KernelSpec::new(
         ShaderId::LinearTex,
-        "linear_tex",
+        if n.is_multiple_of(4) {
+            "linear_tex4"
+        } else {
+            "linear_tex"
+        },
         &[
             Binding::Uniform,
             Binding::ReadWrite,
