@@ -60,6 +60,37 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     w4[i] = select(w0, w0 - sp.lr * u * mk, live);
 }
 
+// sgd_tex: sgd reading w, momentum, grad and mask from rgba32float textures (texel i = elements
+// 4i .. 4i+3 at x = i % 2048, row (i / 2048) % 4096, layer i / 2^23, as shaders/conv_tex.wgsl lays
+// out rows; the host fills them with buffer-to-texture copies) and storing w and momentum to their
+// buffers. On llvmpipe a texel fetch is a vector gather while a storage-buffer vec4 load is a
+// per-invocation loop, several times slower. The arithmetic is sgd's, so both give the same bits.
+// The host makes each texture hold ceil(n/4) texels, so i < n4 is a texel that exists. (The layer
+// is 0 wherever a storage buffer binding holds at most 2^25 floats, as on lavapipe.)
+@group(0) @binding(3) var w_t: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(4) var mom_t: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(5) var grad_t: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(6) var mask_t: texture_storage_2d_array<rgba32float, read>;
+
+@compute @workgroup_size(WG)
+fn sgd_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= (sp.n + 3u) / 4u) { return; }
+    let row = i >> 11u;
+    let xy = vec2<u32>(i & 2047u, row & 4095u);
+    let layer = row >> 12u;
+    let mk = textureLoad(mask_t, xy, layer);
+    let live = mk != vec4<f32>(0.0);
+    let w0 = textureLoad(w_t, xy, layer);
+    let d = fma(vec4<f32>(sp.weight_decay), w0, textureLoad(grad_t, xy, layer));
+    let m0 = textureLoad(mom_t, xy, layer);
+    let v = fma(vec4<f32>(sp.momentum), m0, d);
+    mom4[i] = select(m0, v, live);
+    var u = v;
+    if (sp.nesterov != 0u) { u = fma(vec4<f32>(sp.momentum), v, d); }
+    w4[i] = select(w0, w0 - sp.lr * u * mk, live);
+}
+
 // sgd_multi: the same update for up to MULTI_SLOTS tensors in one dispatch (a training step's
 // optimizer is then ceil(params / 6) dispatches instead of one per tensor: on llvmpipe each
 // dispatch costs a wake-up and a wait of the worker threads, whatever its size). Slot k's tensor

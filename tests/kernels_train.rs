@@ -862,6 +862,84 @@ fn sgd_multi_matches_sgd_per_tensor_bit_for_bit() {
     assert!(e.to_string().contains("1 to 6"), "{e}");
 }
 
+/// sgd_tex (texture-fed reads) against sgd bit for bit and the CPU twin: sizes 1, 5 (a partial
+/// texel), 1001, and 48,121 (several texture rows, LeNet's first linear layer and one more), both
+/// momentum forms, weight decay, frozen (mask 0) and scaled (mask 0.5) elements.
+#[test]
+fn sgd_tex_matches_sgd_bit_for_bit() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(13);
+    for (n, nesterov) in [(1usize, 0u32), (5, 1), (1001, 0), (48_121, 1)] {
+        let w = rng.vec(n, -1.0, 1.0);
+        let grad = rng.vec(n, -1.0, 1.0);
+        let mom = rng.vec(n, -0.1, 0.1);
+        let mask: Vec<f32> = (0..n)
+            .map(|i| match i % 5 {
+                0 => 0.0,
+                1 => 0.5,
+                _ => 1.0,
+            })
+            .collect();
+        let p = optim::SgdParams {
+            n: n as u32,
+            nesterov,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            ..Default::default()
+        };
+        let (tw, tm, sw, sm) = (up(g, &w), up(g, &mom), up(g, &w), up(g, &mom));
+        let (tg, tk) = (up(g, &grad), up(g, &mask));
+        optim::sgd_tex(g, &p, &tw.buf, &tm.buf, &tg.buf, &tk.buf)
+            .unwrap()
+            .run(g);
+        optim::sgd(g, &p, &sw.buf, &sm.buf, &tg.buf, &tk.buf)
+            .unwrap()
+            .run(g);
+        let (gw, gm) = (tw.to_f32(g).unwrap(), tm.to_f32(g).unwrap());
+        let (ew, em) = (sw.to_f32(g).unwrap(), sm.to_f32(g).unwrap());
+        for i in 0..n {
+            assert_eq!(
+                gw[i].to_bits(),
+                ew[i].to_bits(),
+                "n {n}: w[{i}] {} against sgd's {}",
+                gw[i],
+                ew[i]
+            );
+            assert_eq!(gm[i].to_bits(), em[i].to_bits(), "n {n}: momentum[{i}]");
+            if mask[i] == 0.0 {
+                assert_eq!(
+                    gw[i].to_bits(),
+                    w[i].to_bits(),
+                    "n {n}: frozen w[{i}] moved"
+                );
+                assert_eq!(
+                    gm[i].to_bits(),
+                    mom[i].to_bits(),
+                    "n {n}: frozen momentum[{i}] moved"
+                );
+            } else {
+                assert_ne!(gw[i].to_bits(), w[i].to_bits(), "n {n}: w[{i}] not updated");
+            }
+        }
+        let (mut w2, mut m2) = (w.clone(), mom.clone());
+        reference::optim::sgd(&p, &mut w2, &mut m2, &grad, &mask);
+        assert_close(&format!("sgd_tex w, n {n}"), &gw, &w2, Tol::STRICT);
+        assert_close(&format!("sgd_tex momentum, n {n}"), &gm, &m2, Tol::STRICT);
+    }
+    // a buffer shorter than n is refused, naming it
+    let short = up(g, &[0.0; 4]);
+    let big = up(g, &[0.0; 8]);
+    let p = optim::SgdParams {
+        n: 8,
+        ..Default::default()
+    };
+    let e = optim::sgd_tex(g, &p, &big.buf, &big.buf, &short.buf, &big.buf)
+        .err()
+        .expect("short grad");
+    assert!(e.to_string().contains("grad"), "{e}");
+}
+
 #[test]
 fn gather_batch_matches_twin_with_and_without_augmentation() {
     let Some(g) = gpu() else { return };

@@ -288,7 +288,7 @@ pub struct Plan {
     loss: Vec<Dispatch>,
     bwd: Vec<Op>,
     /// Optimizer dispatches with the parameters each updates.
-    opt: Vec<(Upd, Dispatch)>,
+    opt: Vec<(Upd, Op)>,
     opt_cfg: Option<OptimConfig>,
     /// The layer each forward / backward op belongs to (for profiles).
     fwd_names: Vec<String>,
@@ -731,7 +731,7 @@ impl Plan {
                     };
                     optd.push((
                         Upd::Adam(pi),
-                        optim::adam(gpu, &adam_params(p, &cfg, 1), &bufs)?,
+                        optim::adam(gpu, &adam_params(p, &cfg, 1), &bufs)?.into(),
                     ));
                 }
             } else {
@@ -744,8 +744,16 @@ impl Plan {
                 for pi in big {
                     let p = &net.params[pi];
                     let bufs = (&p.w.buf, &p.momentum.buf, &p.grad.buf, &p.mask.buf);
-                    let d = optim::sgd(gpu, &sgd_params(p, &cfg), bufs.0, bufs.1, bufs.2, bufs.3)?;
-                    optd.push((Upd::Sgd(pi), d));
+                    let sp = sgd_params(p, &cfg);
+                    // CPU-backed adapters read the four tensors from textures (copies fill them)
+                    let op = if gpu.info.device_type == wgpu::DeviceType::Cpu
+                        && crate::ops::conv::act_texture_fits(gpu, p.len().div_ceil(4))
+                    {
+                        optim::sgd_tex(gpu, &sp, bufs.0, bufs.1, bufs.2, bufs.3)?
+                    } else {
+                        optim::sgd(gpu, &sp, bufs.0, bufs.1, bufs.2, bufs.3)?.into()
+                    };
+                    optd.push((Upd::Sgd(pi), op));
                 }
                 for chunk in small.chunks(optim::MULTI_SLOTS) {
                     let slots: Vec<optim::SgdSlot<'_>> = chunk
@@ -763,7 +771,7 @@ impl Plan {
                         })
                         .collect();
                     let d = optim::sgd_multi(gpu, cfg.lr, cfg.momentum, cfg.nesterov, &slots)?;
-                    optd.push((Upd::SgdMulti(chunk.to_vec()), d));
+                    optd.push((Upd::SgdMulti(chunk.to_vec()), d.into()));
                 }
             }
         }
@@ -830,11 +838,11 @@ impl Plan {
                         .map(|d| (format!("{n} bwd"), StepRef::Step(d))),
                 );
             }
-            v.extend(
-                self.opt
+            v.extend(self.opt.iter().flat_map(|(_, o)| {
+                o.steps
                     .iter()
-                    .map(|(_, d)| ("optimizer".to_string(), StepRef::Dispatch(d))),
-            );
+                    .map(|d| ("optimizer".to_string(), StepRef::Step(d)))
+            }));
         }
         v
     }
@@ -854,7 +862,9 @@ impl Plan {
         if let Some(cfg) = self.opt_cfg.as_mut() {
             cfg.lr = lr;
             let cfg = *cfg;
-            for (u, d) in &self.opt {
+            for (u, o) in &self.opt {
+                // every optimizer op ends with its kernel
+                let Some(d) = o.last_dispatch() else { continue };
                 match u {
                     Upd::Adam(pi) => {
                         d.set_params(gpu, &adam_params(&net.params[*pi], &cfg, step.max(1)))

@@ -213,6 +213,14 @@ impl Op {
         }
     }
 
+    /// The op's last dispatch (the kernel whose params a caller updates), if it has one.
+    pub fn last_dispatch(&self) -> Option<&Dispatch> {
+        self.steps.iter().rev().find_map(|s| match s {
+            Step::Dispatch(d) => Some(d),
+            Step::Copy(_) => None,
+        })
+    }
+
     /// Appends `other`'s steps and takes its textures.
     pub fn append(&mut self, other: Op) {
         self.steps.extend(other.steps);

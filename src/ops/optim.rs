@@ -4,8 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
+use crate::gpu::kernels::Res;
 use crate::gpu::kernels::{Binding, KernelSpec, ShaderId};
-use crate::ops::{grid_for, Dispatch};
+use crate::ops::{grid_for, Dispatch, Op};
 
 crate::gpu_params!(
     ShaderId::Optim,
@@ -199,6 +200,72 @@ pub fn sgd(
     check_sizes("sgd", p.n as usize, &[w, mom, grad, mask])?;
     let n4 = (p.n as usize).div_ceil(4);
     Dispatch::new(gpu, &spec, p, &[w, mom, grad, mask], grid_for(gpu, n4, WG))
+}
+
+/// One SGD step on `w` with momentum buffer `mom`, as [`sgd`] computes it (the same bits), reading
+/// all four tensors from textures that copies fill first: on CPU-backed adapters a texel fetch is
+/// several times cheaper than a storage-buffer load, and a buffer-to-texture copy runs at memcpy
+/// speed. The op owns its four textures.
+pub fn sgd_tex(
+    gpu: &Gpu,
+    p: &SgdParams,
+    w: &wgpu::Buffer,
+    mom: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+    mask: &wgpu::Buffer,
+) -> Result<Op> {
+    check_sizes("sgd", p.n as usize, &[w, mom, grad, mask])?;
+    let n4 = (p.n as usize).div_ceil(4);
+    if !crate::ops::conv::act_texture_fits(gpu, n4) {
+        return Err(Error::Shape {
+            op: "sgd",
+            msg: format!("{} elements exceed the device's texture limits", p.n),
+        });
+    }
+    let spec = KernelSpec::new(
+        ShaderId::Optim,
+        "sgd_tex",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::ReadWrite,
+            Binding::TexRead,
+            Binding::TexRead,
+            Binding::TexRead,
+            Binding::TexRead,
+        ],
+    )
+    .with("WG", f64::from(WG));
+    let mut steps = Vec::new();
+    let mut textures = Vec::new();
+    let mut views = Vec::new();
+    for (label, b) in [
+        ("sgd w texture", w),
+        ("sgd momentum texture", mom),
+        ("sgd grad texture", grad),
+        ("sgd mask texture", mask),
+    ] {
+        let (copy, t, v) = crate::ops::conv::act_texture_copy(gpu, label, b, n4);
+        steps.push(copy);
+        textures.push(t);
+        views.push(v);
+    }
+    let d = Dispatch::with_resources(
+        gpu,
+        &spec,
+        p,
+        &[
+            Res::from(w),
+            Res::from(mom),
+            Res::View(&views[0]),
+            Res::View(&views[1]),
+            Res::View(&views[2]),
+            Res::View(&views[3]),
+        ],
+        grid_for(gpu, n4, WG),
+    )?;
+    steps.push(d.into());
+    Ok(Op { steps, textures })
 }
 
 /// The buffers of one Adam step.
