@@ -588,9 +588,26 @@ fn bn_pool_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 // (the same fma, ReLU and comparisons, so the same argmax and ties); then the formulas of
 // bn_bwd_reduce_tex and bn_bwd_dx_tex. For p.w a multiple of 4 and H = HW / p.w even (the host
 // checks): texel j of a pooled row's two window rows holds windows 2j and 2j + 1, whose pooled
-// dys are vec2 j of the pooled row (OW / 2 = p.w / 4 vec2s per row).
-@group(0) @binding(4) var<storage, read> trpdy: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read> tdx_pdy: array<vec2<f32>>;
+// dys are floats 2j, 2j + 1 of the pooled row (read from the pooled dy's texture, below).
+// The pooled dy is a texture (texel t = floats 4t .. 4t + 3 of the N x C x OH x OW buffer, copied
+// in): a texel fetch is a vector gather on llvmpipe, a storage-buffer load a per-lane loop.
+@group(0) @binding(4) var trpdy: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(3) var tdx_pdy: texture_storage_2d_array<rgba32float, read>;
+
+// Pooled dys o, o + 1 (o even, so both in texel o / 4) of the pooled dy texture t.
+fn pdy_pair(t: texture_storage_2d_array<rgba32float, read>, o: u32) -> vec2<f32> {
+    let xy = texel_xy(o >> 2u);
+    let v = textureLoad(t, xy.xy, xy.z);
+    return select(v.xy, v.zw, (o & 2u) != 0u);
+}
+
+// Pooled dy o of the pooled dy texture t.
+fn pdy_one(t: texture_storage_2d_array<rgba32float, read>, o: u32) -> f32 {
+    let xy = texel_xy(o >> 2u);
+    let v = textureLoad(t, xy.xy, xy.z);
+    let k = o & 3u;
+    return select(select(v.x, v.y, k == 1u), select(v.z, v.w, k == 3u), k >= 2u);
+}
 
 // g (dy masked by the ReLU) of the top (x texel xa) and bottom (xb) rows of two windows with
 // pooled dys d.
@@ -647,7 +664,7 @@ fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_i
             let tb = texel_xy(top + w4 + j);
             let xa = textureLoad(trx, ta.xy, ta.z);
             let xb = textureLoad(trx, tb.xy, tb.z);
-            let g = pooled_g(xa, xb, trpdy[d0 + j], sc, sh);
+            let g = pooled_g(xa, xb, pdy_pair(trpdy, 2u * (d0 + j)), sc, sh);
             sums = add_pair_sums(sums, g, xa, xb, st);
         }
     }
@@ -671,7 +688,7 @@ fn pool_dx(d: DxCoefs, top: u32, pr: u32, j: u32) -> PoolDx {
     let tb = texel_xy(top + w4 + j);
     let xa = textureLoad(tdx_x, ta.xy, ta.z);
     let xb = textureLoad(tdx_x, tb.xy, tb.z);
-    let g = pooled_g(xa, xb, tdx_pdy[pr * w4 + j], d.sc, d.sh);
+    let g = pooled_g(xa, xb, pdy_pair(tdx_pdy, 2u * (pr * w4 + j)), d.sc, d.sh);
     return PoolDx(top + j, top + w4 + j, dx4_of_g(d, xa, g[0]), dx4_of_g(d, xb, g[1]));
 }
 
@@ -718,29 +735,21 @@ fn bn_pool_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @built
 // only where 2j + 1 < OW), read from x as one texel or halves of two (quad); the pooled dys are
 // two floats. A window that does not exist gets dy 0, so its columns add nothing to the sums, and
 // they are stored as 0.
-@group(0) @binding(4) var<storage, read> trpdy1: array<f32>;
-@group(0) @binding(3) var<storage, read> tdx_pdy1: array<f32>;
-
-// The pooled dys of windows 2j and 2j + 1 of pooled row pr (0 for one that does not exist), from
-// trpdy1 (the reduce) or tdx_pdy1 (dx).
-fn pooled_pair_r(pr: u32, j: u32) -> vec2<f32> {
+// The pooled dys of windows 2j and 2j + 1 of pooled row pr (0 for one that does not exist) from
+// the pooled dy texture t: one texel where both lie in it, else two.
+fn pooled_pair(t: texture_storage_2d_array<rgba32float, read>, pr: u32, j: u32) -> vec2<f32> {
     let ow = p.w / 2u;
     let o = pr * ow + 2u * j;
-    var d = vec2<f32>(trpdy1[o], 0.0);
-    if (2u * j + 1u < ow) {
-        d.y = trpdy1[o + 1u];
+    if (2u * j + 1u >= ow) {
+        return vec2<f32>(pdy_one(t, o), 0.0);
     }
-    return d;
-}
-
-fn pooled_pair_d(pr: u32, j: u32) -> vec2<f32> {
-    let ow = p.w / 2u;
-    let o = pr * ow + 2u * j;
-    var d = vec2<f32>(tdx_pdy1[o], 0.0);
-    if (2u * j + 1u < ow) {
-        d.y = tdx_pdy1[o + 1u];
+    if ((o & 3u) != 3u) {
+        let xy = texel_xy(o >> 2u);
+        let v = textureLoad(t, xy.xy, xy.z);
+        let k = o & 3u;
+        return select(select(v.xy, v.yz, k == 1u), v.zw, k == 2u);
     }
-    return d;
+    return vec2<f32>(pdy_one(t, o), pdy_one(t, o + 1u));
 }
 
 @compute @workgroup_size(WGR)
@@ -761,7 +770,7 @@ fn bn_pool_bwd_reduce2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
             let second = 4u * j + 2u < p.w;
             let xa = quad(trx, top + 4u * j, second);
             let xb = quad(trx, top + p.w + 4u * j, second);
-            let g = pooled_g(xa, xb, pooled_pair_r(pr, j), sc, sh);
+            let g = pooled_g(xa, xb, pooled_pair(trpdy, pr, j), sc, sh);
             sums = add_pair_sums(sums, g, xa, xb, st);
         }
     }
@@ -784,7 +793,7 @@ fn bn_pool_bwd_dx_rows2_tex(@builtin(global_invocation_id) gid: vec3<u32>, @buil
         let second = 4u * j + 2u < p.w;
         let xa = quad(tdx_x, top + 4u * j, second);
         let xb = quad(tdx_x, top + p.w + 4u * j, second);
-        let g = pooled_g(xa, xb, pooled_pair_d(pr, j), d.sc, d.sh);
+        let g = pooled_g(xa, xb, pooled_pair(tdx_pdy, pr, j), d.sc, d.sh);
         let keep = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.w);
         let ta = texel_xy(row_a + j);
         let tb = texel_xy(row_a + w4 + j);

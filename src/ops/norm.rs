@@ -505,7 +505,8 @@ pub fn pool_bwd_rows_ok(gpu: &Gpu, s: &BnShape, w: usize) -> bool {
 
 /// The backward pass of the batch norm (and ReLU) and the 2x2 max pooling that [`forward_tex`]
 /// fused ([`BnOut::MaxPool2`] or [`BnOut::MaxPool2Rows`] with rows of `w`), from the pooled dy
-/// (`b.dy`, N x C x H/2 x w/2): dgamma, dbeta and dx (N x C x HW) by bn_pool_bwd_reduce_tex and
+/// (`b.dy`, N x C x H/2 x w/2, which a copy puts in a texture: the kernels fetch texels instead of
+/// loading from a buffer): dgamma, dbeta and dx (N x C x HW) by bn_pool_bwd_reduce_tex and
 /// bn_pool_bwd_dx_tex, which recompute the argmax from x (`x_view`, the forward's texture), so
 /// neither the pooling's backward pass nor a full-size dy is needed. See [`pool_bwd_ok`].
 pub fn backward_tex_pooled(
@@ -555,7 +556,9 @@ fn backward_tex_pooled_to(
             ),
         });
     }
-    check_len("pooled dy", b.dy, s.len() / 4)?;
+    // the pooled dy is copied into a texture of whole texels (tensor buffers are padded to them)
+    let pooled_texels = (s.len() / 4).div_ceil(4);
+    check_len("pooled dy", b.dy, 4 * pooled_texels)?;
     let w4 = w.is_multiple_of(4);
     match dx_rows {
         Some(v) => check_view("dx rows", v, s.n * s.c * (s.hw / w) * w.div_ceil(4))?,
@@ -567,6 +570,8 @@ fn backward_tex_pooled_to(
         w: w as u32,
         ..s.params()
     };
+    let (copy, pdy_tex, pdy) =
+        crate::ops::conv::act_texture_copy(gpu, "bn pooled dy texture", b.dy, pooled_texels);
     let red = KernelSpec::new(
         ShaderId::Norm,
         if w4 {
@@ -575,7 +580,7 @@ fn backward_tex_pooled_to(
             "bn_pool_bwd_reduce2_tex"
         },
         &[
-            Uniform, ReadWrite, ReadWrite, TexRead, Read, Read, Read, Read,
+            Uniform, ReadWrite, ReadWrite, TexRead, TexRead, Read, Read, Read,
         ],
     )
     .with("WGR", TEX_WGR);
@@ -587,7 +592,7 @@ fn backward_tex_pooled_to(
             Res::from(b.dgamma),
             Res::from(b.dbeta),
             Res::View(x_view),
-            Res::from(b.dy),
+            Res::View(&pdy),
             Res::from(b.stats),
             Res::from(b.gamma),
             Res::from(b.beta),
@@ -600,7 +605,7 @@ fn backward_tex_pooled_to(
                 ShaderId::Norm,
                 "bn_pool_bwd_dx_tex",
                 &[
-                    Uniform, ReadWrite, TexRead, Read, Read, Read, Read, Read, Read,
+                    Uniform, ReadWrite, TexRead, TexRead, Read, Read, Read, Read, Read,
                 ],
             ),
             Res::from(b.dx),
@@ -614,7 +619,7 @@ fn backward_tex_pooled_to(
                     "bn_pool_bwd_dx_rows2_tex"
                 },
                 &[
-                    Uniform, TexWrite, TexRead, Read, Read, Read, Read, Read, Read,
+                    Uniform, TexWrite, TexRead, TexRead, Read, Read, Read, Read, Read,
                 ],
             ),
             Res::View(v),
@@ -627,7 +632,7 @@ fn backward_tex_pooled_to(
         &[
             out,
             Res::View(x_view),
-            Res::from(b.dy),
+            Res::View(&pdy),
             Res::from(b.stats),
             Res::from(b.gamma),
             Res::from(b.beta),
@@ -637,8 +642,8 @@ fn backward_tex_pooled_to(
         grid_for(gpu, s.n * s.c * (s.hw / w / 2), 64),
     )?;
     Ok(Op {
-        steps: vec![d1.into(), d2.into()],
-        textures: vec![],
+        steps: vec![copy, d1.into(), d2.into()],
+        textures: vec![pdy_tex],
     })
 }
 
