@@ -5,6 +5,7 @@
 //    correct means the first maximum logit is the label.
 //  - metrics_accumulate: one workgroup adds sum(loss_n), sum(correct_n) and N to metrics[0..3],
 //    so a whole epoch accumulates on the GPU and the host reads three floats when it logs.
+//  - softmax_ce_metrics: both in one workgroup, for N <= 256.
 
 struct LossParams {
     n: u32,
@@ -20,10 +21,8 @@ struct LossParams {
 @group(0) @binding(3) var<storage, read> z: array<f32>;
 @group(0) @binding(4) var<storage, read> labels: array<u32>;
 
-@compute @workgroup_size(64)
-fn softmax_ce(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let n = gid.x;
-    if (n >= p.n) { return; }
+// Sample n's loss, dz row and (loss, correct); n < p.n.
+fn sample_ce(n: u32) -> vec2<f32> {
     let base = n * p.classes;
     let label = labels[n];
     var mx = z[base];
@@ -41,7 +40,16 @@ fn softmax_ce(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (j == label) { g -= 1.0; }
         dz[base + j] = g * inv_n;
     }
-    per_sample[n] = vec2<f32>(lse - z[base + label], select(0.0, 1.0, arg == label));
+    let r = vec2<f32>(lse - z[base + label], select(0.0, 1.0, arg == label));
+    per_sample[n] = r;
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn softmax_ce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let n = gid.x;
+    if (n >= p.n) { return; }
+    sample_ce(n);
 }
 
 @group(0) @binding(1) var<storage, read_write> metrics: array<f32>;
@@ -63,5 +71,28 @@ fn metrics_accumulate(@builtin(local_invocation_index) lid: u32) {
         metrics[0] = metrics[0] + red[0].x;
         metrics[1] = metrics[1] + red[0].y;
         metrics[2] = metrics[2] + f32(p.n);
+    }
+}
+
+// softmax_ce_metrics: softmax_ce and metrics_accumulate in one workgroup, for p.n <= 256 (one
+// dispatch instead of two; the sums are metrics_accumulate's, in the same order, so the same bits).
+@group(0) @binding(5) var<storage, read_write> metrics_f: array<f32>;
+
+@compute @workgroup_size(256)
+fn softmax_ce_metrics(@builtin(local_invocation_index) lid: u32) {
+    var acc = vec2<f32>(0.0);
+    if (lid < p.n) {
+        acc = sample_ce(lid);
+    }
+    red[lid] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        metrics_f[0] = metrics_f[0] + red[0].x;
+        metrics_f[1] = metrics_f[1] + red[0].y;
+        metrics_f[2] = metrics_f[2] + f32(p.n);
     }
 }

@@ -630,7 +630,14 @@ fn maxpool_ties_pick_the_first_maximum() {
 #[test]
 fn softmax_ce_and_metrics_match_twins() {
     let Some(g) = gpu() else { return };
-    for &(n, classes) in &[(1usize, 10usize), (64, 10), (7, 3), (130, 10)] {
+    for &(n, classes) in &[
+        (1usize, 10usize),
+        (64, 10),
+        (7, 3),
+        (130, 10),
+        (256, 10),
+        (300, 5),
+    ] {
         let mut rng = Rng::new(n as u64);
         let z = rng.vec(n * classes, -4.0, 4.0);
         let labels: Vec<u32> = (0..n).map(|_| rng.below(classes as u64) as u32).collect();
@@ -663,6 +670,24 @@ fn softmax_ce_and_metrics_match_twins() {
             &want,
             Tol::BALANCED,
         );
+
+        // the fused kernel: the same bits as the two dispatches (outputs poisoned first)
+        let (fdz, fper) = (out(g, n * classes), out(g, 2 * n));
+        let fm = up(g, &[1.5, 2.0, 3.0, 0.0]);
+        let fused = loss::softmax_ce_metrics(
+            g, n, classes, &tz.buf, &tl.buf, &fdz.buf, &fper.buf, &fm.buf,
+        );
+        if n > loss::FUSED_MAX {
+            let e = fused.err().expect("too many samples for one workgroup");
+            assert!(e.to_string().contains("256"), "{e}");
+            continue;
+        }
+        fused.unwrap().run(g);
+        let bits =
+            |t: &Tensor| -> Vec<u32> { t.to_f32(g).unwrap().iter().map(|v| v.to_bits()).collect() };
+        assert_eq!(bits(&fdz), bits(&tdz), "fused dz, n {n}");
+        assert_eq!(bits(&fper), bits(&tper), "fused per-sample, n {n}");
+        assert_eq!(bits(&fm), bits(&tm), "fused metrics, n {n}");
     }
 }
 

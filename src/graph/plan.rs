@@ -706,8 +706,10 @@ impl Plan {
         let labels = b.t(batch, DType::U32)?;
         let per_sample = b.t(2 * batch, DType::F32)?;
         let metrics_t = Tensor::from_f32(gpu, "metrics", &[4], &[0.0; 4])?;
-        let loss = vec![
-            loss::softmax_ce(
+        // one dispatch where the batch fits a workgroup (each dispatch costs a fixed wake-up of
+        // the worker threads on CPU-backed adapters)
+        let loss = if batch <= loss::FUSED_MAX {
+            vec![loss::softmax_ce_metrics(
                 gpu,
                 batch,
                 model.classes,
@@ -715,9 +717,22 @@ impl Plan {
                 b.buf(labels),
                 b.buf(glogits),
                 b.buf(per_sample),
-            )?,
-            loss::accumulate(gpu, batch, b.buf(per_sample), &metrics_t.buf)?,
-        ];
+                &metrics_t.buf,
+            )?]
+        } else {
+            vec![
+                loss::softmax_ce(
+                    gpu,
+                    batch,
+                    model.classes,
+                    b.buf(logits),
+                    b.buf(labels),
+                    b.buf(glogits),
+                    b.buf(per_sample),
+                )?,
+                loss::accumulate(gpu, batch, b.buf(per_sample), &metrics_t.buf)?,
+            ]
+        };
         let mut optd = Vec::new();
         if let Some(cfg) = opt {
             if cfg.adam {
