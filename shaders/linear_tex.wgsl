@@ -68,20 +68,18 @@ fn texel_xy(t: u32) -> vec3<u32> {
     return vec3<u32>(t & 2047u, row & 4095u, row >> 12u);
 }
 
-fn fetch_a(row: u32, j: u32) -> vec4<f32> {
-    let xy = texel_xy(min(row, p.a_rows - 1u) * p.a_rs4 + min(j, p.a_rs4 - 1u));
-    return textureLoad(tex_a, xy.xy, xy.z);
-}
-
-fn fetch_b(row: u32, j: u32) -> vec4<f32> {
-    let xy = texel_xy(min(row, p.b_rows - 1u) * p.b_rs4 + min(j, p.b_rs4 - 1u));
-    return textureLoad(tex_b, xy.xy, xy.z);
+// Texel j of row `row` of a matrix texture t with `rows` rows of rs4 texels (both clamped).
+fn fetch_t(t: texture_storage_2d_array<rgba32float, read>, rows: u32, rs4: u32, row: u32,
+           j: u32) -> vec4<f32> {
+    let xy = texel_xy(min(row, rows - 1u) * rs4 + min(j, rs4 - 1u));
+    return textureLoad(t, xy.xy, xy.z);
 }
 
 // B row `kk` of reduction texel k4 (forms NN and TN), zero past the reduction.
-fn b_row(k4: u32, kk: u32, col4: u32) -> vec4<f32> {
+fn b_row(lp: LinParams, tb: texture_storage_2d_array<rgba32float, read>, k4: u32, kk: u32,
+         col4: u32) -> vec4<f32> {
     let r = 4u * k4 + kk;
-    return select(vec4<f32>(0.0), fetch_b(r, col4), r < p.k);
+    return select(vec4<f32>(0.0), fetch_t(tb, lp.b_rows, lp.b_rs4, r, col4), r < lp.k);
 }
 
 // One accumulator's 4 reduction steps: c + a.x b0 + a.y b1 + a.z b2 + a.w b3, in that order.
@@ -117,15 +115,18 @@ fn store_row(r: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-// The GEMM of the subgroup's 8 rows from row0 and the lane's 4 columns from 4 col4 into c0..c7;
-// with SUM = 1 also writes colsum (from the workgroups of column block 0).
-fn gemm(col4: u32, row0: u32, sl: u32, first_cols: bool) {
+// The GEMM (form `form`, a constant at every call, of params lp over textures ta and tb) of the
+// subgroup's 8 rows from row0 and the lane's 4 columns from 4 col4 into c0..c7; with `sum` (TN
+// only) also writes colsum (from the workgroups of column block 0).
+fn gemm_with(form: u32, lp: LinParams, ta: texture_storage_2d_array<rgba32float, read>,
+             tb: texture_storage_2d_array<rgba32float, read>, col4: u32, row0: u32, sl: u32,
+             first_cols: bool, sum: bool) {
     var asum = vec4<f32>(0.0);
-    for (var k4 = 0u; k4 < p.k4; k4++) {
-        if (FORM == 2u) {
+    for (var k4 = 0u; k4 < lp.k4; k4++) {
+        if (form == 2u) {
             // lane sl holds A[k = 4 k4 + sl % 4][rows row0 + 4 (sl / 4) .. + 3]
             let kr = 4u * k4 + (sl & 3u);
-            let at = select(vec4<f32>(0.0), fetch_a(kr, row0 / 4u + (sl >> 2u)), kr < p.k);
+            let at = select(vec4<f32>(0.0), fetch_t(ta, lp.a_rows, lp.a_rs4, kr, row0 / 4u + (sl >> 2u)), kr < lp.k);
             asum += at;
             // u_kk = A[4 k4 + kk][rows row0 .. +3], v_kk = rows row0 + 4 .. +7
             let u0 = subgroupBroadcast(at, 0u);
@@ -136,10 +137,10 @@ fn gemm(col4: u32, row0: u32, sl: u32, first_cols: bool) {
             let v1 = subgroupBroadcast(at, 5u);
             let v2 = subgroupBroadcast(at, 6u);
             let v3 = subgroupBroadcast(at, 7u);
-            let b0 = b_row(k4, 0u, col4);
-            let b1 = b_row(k4, 1u, col4);
-            let b2 = b_row(k4, 2u, col4);
-            let b3 = b_row(k4, 3u, col4);
+            let b0 = b_row(lp, tb, k4, 0u, col4);
+            let b1 = b_row(lp, tb, k4, 1u, col4);
+            let b2 = b_row(lp, tb, k4, 2u, col4);
+            let b3 = b_row(lp, tb, k4, 3u, col4);
             c0 = acc4(c0, vec4<f32>(u0.x, u1.x, u2.x, u3.x), b0, b1, b2, b3);
             c1 = acc4(c1, vec4<f32>(u0.y, u1.y, u2.y, u3.y), b0, b1, b2, b3);
             c2 = acc4(c2, vec4<f32>(u0.z, u1.z, u2.z, u3.z), b0, b1, b2, b3);
@@ -150,7 +151,7 @@ fn gemm(col4: u32, row0: u32, sl: u32, first_cols: bool) {
             c7 = acc4(c7, vec4<f32>(v0.w, v1.w, v2.w, v3.w), b0, b1, b2, b3);
         } else {
             // lane sl holds A[row0 + sl][4 k4 .. 4 k4 + 3] (zero past k: rows are zero padded)
-            let av = fetch_a(row0 + sl, k4);
+            let av = fetch_t(ta, lp.a_rows, lp.a_rs4, row0 + sl, k4);
             let a0 = subgroupBroadcast(av, 0u);
             let a1 = subgroupBroadcast(av, 1u);
             let a2 = subgroupBroadcast(av, 2u);
@@ -163,21 +164,21 @@ fn gemm(col4: u32, row0: u32, sl: u32, first_cols: bool) {
             var b1: vec4<f32>;
             var b2: vec4<f32>;
             var b3: vec4<f32>;
-            if (FORM == 0u) {
+            if (form == 0u) {
                 // B[n][k]: one texel per output column holds its 4 k values; transpose them
-                let t0 = fetch_b(4u * col4, k4);
-                let t1 = fetch_b(4u * col4 + 1u, k4);
-                let t2 = fetch_b(4u * col4 + 2u, k4);
-                let t3 = fetch_b(4u * col4 + 3u, k4);
+                let t0 = fetch_t(tb, lp.b_rows, lp.b_rs4, 4u * col4, k4);
+                let t1 = fetch_t(tb, lp.b_rows, lp.b_rs4, 4u * col4 + 1u, k4);
+                let t2 = fetch_t(tb, lp.b_rows, lp.b_rs4, 4u * col4 + 2u, k4);
+                let t3 = fetch_t(tb, lp.b_rows, lp.b_rs4, 4u * col4 + 3u, k4);
                 b0 = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
                 b1 = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
                 b2 = vec4<f32>(t0.z, t1.z, t2.z, t3.z);
                 b3 = vec4<f32>(t0.w, t1.w, t2.w, t3.w);
             } else {
-                b0 = b_row(k4, 0u, col4);
-                b1 = b_row(k4, 1u, col4);
-                b2 = b_row(k4, 2u, col4);
-                b3 = b_row(k4, 3u, col4);
+                b0 = b_row(lp, tb, k4, 0u, col4);
+                b1 = b_row(lp, tb, k4, 1u, col4);
+                b2 = b_row(lp, tb, k4, 2u, col4);
+                b3 = b_row(lp, tb, k4, 3u, col4);
             }
             c0 = acc4(c0, a0, b0, b1, b2, b3);
             c1 = acc4(c1, a1, b0, b1, b2, b3);
@@ -189,14 +190,14 @@ fn gemm(col4: u32, row0: u32, sl: u32, first_cols: bool) {
             c7 = acc4(c7, a7, b0, b1, b2, b3);
         }
     }
-    if (SUM == 1u) {
+    if (sum) {
         // lanes 0-3 summed k = 0, 1, 2, 3 (mod 4) of rows row0 .. +3, lanes 4-7 of rows +4 .. +7
         let lo = subgroupBroadcast(asum, 0u) + subgroupBroadcast(asum, 1u)
             + subgroupBroadcast(asum, 2u) + subgroupBroadcast(asum, 3u);
         let hi = subgroupBroadcast(asum, 4u) + subgroupBroadcast(asum, 5u)
             + subgroupBroadcast(asum, 6u) + subgroupBroadcast(asum, 7u);
         let r = row0 + sl;
-        if (first_cols && r < p.m) {
+        if (first_cols && r < lp.m) {
             colsum[r] = select(lo[sl & 3u], hi[sl & 3u], sl >= 4u);
         }
     }
@@ -208,7 +209,7 @@ fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
               @builtin(subgroup_invocation_id) sl: u32) {
     let col4 = wg.x * 8u + sl;
     let row0 = wg.y * WG + (li / 8u) * 8u;
-    gemm(col4, row0, sl, wg.x == 0u);
+    gemm_with(FORM, p, tex_a, tex_b, col4, row0, sl, wg.x == 0u, SUM == 1u && FORM == 2u);
     let col = col4 * 4u;
     store_row(row0, col, c0);
     store_row(row0 + 1u, col, c1);
@@ -250,7 +251,7 @@ fn linear_tex4(@builtin(workgroup_id) wg: vec3<u32>,
                @builtin(subgroup_invocation_id) sl: u32) {
     let col4 = wg.x * 8u + sl;
     let row0 = wg.y * WG + (li / 8u) * 8u;
-    gemm(col4, row0, sl, wg.x == 0u);
+    gemm_with(FORM, p, tex_a, tex_b, col4, row0, sl, wg.x == 0u, SUM == 1u && FORM == 2u);
     let col = col4 * 4u;
     store_row4(row0, col, c0);
     store_row4(row0 + 1u, col, c1);
