@@ -75,6 +75,9 @@ struct ConvTexParams {
 }
 
 @group(0) @binding(0) var<uniform> p: ConvTexParams;
+// The params, copied into private registers at the start of every entry point (llvmpipe otherwise
+// reloads the uniform buffer inside the loops: about a tenth of the convolutions' time).
+var<private> q: ConvTexParams;
 
 override K: u32 = 3u;       // kernel size
 override PAD: u32 = 1u;     // zero padding (stride 1)
@@ -94,47 +97,49 @@ fn texel_xy(t: u32) -> vec3<u32> {
 @group(0) @binding(1) var act_out: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<storage, read> act_src: array<f32>;
 
-// invocation = texel j = wg.z of row r (p.n*p.cin*p.h rows of p.w columns, p.w4 texels), so no
+// invocation = texel j = wg.z of row r (q.n*q.cin*q.h rows of q.w columns, q.w4 texels), so no
 // integer division (llvmpipe divides lane by lane)
 @compute @workgroup_size(64)
 fn pack_act(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    q = p;
     let r = g.x + g.y * nwg.x * 64u;
-    if (r >= p.n * p.cin * p.h) {
+    if (r >= q.n * q.cin * q.h) {
         return;
     }
     let j = g.z;
-    let o = r * p.w + 4u * j;
+    let o = r * q.w + 4u * j;
     var v = vec4<f32>(0.0);
     for (var e = 0u; e < 4u; e++) {
-        if (4u * j + e < p.w) {
+        if (4u * j + e < q.w) {
             v[e] = act_src[o + e];
         }
     }
     let col = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
-    v = select(vec4<f32>(0.0), v, col < vec4<u32>(p.w));
-    let xy = texel_xy(r * p.w4 + j);
+    v = select(vec4<f32>(0.0), v, col < vec4<u32>(q.w));
+    let xy = texel_xy(r * q.w4 + j);
     textureStore(act_out, xy.xy, xy.z, v);
 }
 
-// pack_act2: pack_act for an even p.w, with two vec2 loads per texel instead of four scalar
+// pack_act2: pack_act for an even q.w, with two vec2 loads per texel instead of four scalar
 // loads (llvmpipe loads a vec2 from a storage buffer for about the price of a float).
 @group(0) @binding(1) var act2_out: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<storage, read> act2_src: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
 fn pack_act2(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    q = p;
     let r = g.x + g.y * nwg.x * 64u;
-    if (r >= p.n * p.cin * p.h) {
+    if (r >= q.n * q.cin * q.h) {
         return;
     }
     let j = g.z;
-    let o = (r * p.w + 4u * j) / 2u;
+    let o = (r * q.w + 4u * j) / 2u;
     let a = act2_src[o];
     var b = vec2<f32>(0.0);
-    if (4u * j + 2u < p.w) {
+    if (4u * j + 2u < q.w) {
         b = act2_src[o + 1u];
     }
-    let xy = texel_xy(r * p.w4 + j);
+    let xy = texel_xy(r * q.w4 + j);
     textureStore(act2_out, xy.xy, xy.z, vec4<f32>(a, b));
 }
 
@@ -142,29 +147,30 @@ fn pack_act2(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroup
 @group(0) @binding(1) var wt_out: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<storage, read> wt_src: array<f32>;
 
-// invocation (x = texel in row, y = output channel row); rows past p.cout are written as zeros.
-// p.cout/p.cin are the equivalent forward conv's (for flip: cout = original cin, cin = original cout).
+// invocation (x = texel in row, y = output channel row); rows past q.cout are written as zeros.
+// q.cout/q.cin are the equivalent forward conv's (for flip: cout = original cin, cin = original cout).
 @compute @workgroup_size(8, 8)
 fn pack_wt(@builtin(global_invocation_id) g: vec3<u32>) {
+    q = p;
     let kt = (K + 3u) / 4u;
-    if (g.x >= p.wrow || g.y >= textureDimensions(wt_out).y) {
+    if (g.x >= q.wrow || g.y >= textureDimensions(wt_out).y) {
         return;
     }
-    let q = g.x % kt;
+    let tq = g.x % kt;
     let ckh = g.x / kt;
     let kh = ckh % K;
     let ci = ckh / K;
     let co = g.y;
     var v = vec4<f32>(0.0);
-    if (co < p.cout && ci < p.cin) {
+    if (co < q.cout && ci < q.cin) {
         for (var j = 0u; j < 4u; j++) {
-            let kw = 4u * q + j;
+            let kw = 4u * tq + j;
             if (kw < K) {
                 var idx: u32;
-                if (p.flip != 0u) {
-                    idx = ((ci * p.cout + co) * K + (K - 1u - kh)) * K + (K - 1u - kw);
+                if (q.flip != 0u) {
+                    idx = ((ci * q.cout + co) * K + (K - 1u - kh)) * K + (K - 1u - kw);
                 } else {
-                    idx = ((co * p.cin + ci) * K + kh) * K + kw;
+                    idx = ((co * q.cin + ci) * K + kh) * K + kw;
                 }
                 v[j] = wt_src[idx];
             }
@@ -272,17 +278,17 @@ fn xwin(t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, kw: u32) -> vec4<f32> {
 }
 
 fn fetch_x(row: u32, rowok: bool, jj: i32) -> vec4<f32> {
-    let ok = rowok && jj >= 0 && jj < i32(p.w4);
-    let t = select(0u, row * p.w4 + u32(jj), ok);
+    let ok = rowok && jj >= 0 && jj < i32(q.w4);
+    let t = select(0u, row * q.w4 + u32(jj), ok);
     let xy = texel_xy(t);
     return select(vec4<f32>(0.0), textureLoad(xt, xy.xy, xy.z), ok);
 }
 
 // Accumulates the CO channels x 4 columns of output item `item` into c0..c7 (and d0..d7).
 fn conv_acc(item: u32, co0: u32, sl: u32) {
-    let j = item % p.ow4;
-    let oh = (item / p.ow4) % p.oh;
-    let n = item / (p.ow4 * p.oh);
+    let j = item % q.ow4;
+    let oh = (item / q.ow4) % q.oh;
+    let n = item / (q.ow4 * q.oh);
     let kt = (K + 3u) / 4u;
     let wra = co0 + sl;
     let wrb = co0 + 8u + sl;
@@ -297,13 +303,13 @@ fn conv_acc(item: u32, co0: u32, sl: u32) {
         let top = i32(subgroupMax(oh * S)) - i32(PAD);
         let bottom = i32(subgroupMin(oh * S)) - i32(PAD);
         kh_lo = u32(clamp(-top, 0, i32(K)));
-        kh_hi = u32(clamp(i32(p.h) - bottom, 0, i32(K)));
+        kh_hi = u32(clamp(i32(q.h) - bottom, 0, i32(K)));
     }
-    for (var ci = 0u; ci < p.cin; ci++) {
+    for (var ci = 0u; ci < q.cin; ci++) {
         for (var kh = kh_lo; kh < kh_hi; kh++) {
             let ih = i32(oh * S + kh) - i32(PAD);
-            let rowok = ih >= 0 && ih < i32(p.h);
-            let row = (n * p.cin + ci) * p.h + u32(clamp(ih, 0, i32(p.h) - 1));
+            let rowok = ih >= 0 && ih < i32(q.h);
+            let row = (n * q.cin + ci) * q.h + u32(clamp(ih, 0, i32(q.h) - 1));
             let t0 = fetch_x(row, rowok, j0);
             var t1 = zero;
             var t2 = zero;
@@ -356,19 +362,19 @@ fn acc_at(c: u32) -> vec4<f32> {
     return acc[c];
 }
 
-// Stores the accumulators of channels co0 .. co0 + nc - 1 (those < p.cout) at output row
-// (n, row), columns 4j .. 4j + 3 (those < p.ow), one scalar store each; adds when p.accumulate.
+// Stores the accumulators of channels co0 .. co0 + nc - 1 (those < q.cout) at output row
+// (n, row), columns 4j .. 4j + 3 (those < q.ow), one scalar store each; adds when q.accumulate.
 fn store_cols(n: u32, row: u32, j: u32, co0: u32, nc: u32) {
-    let ohw = p.oh * p.ow;
+    let ohw = q.oh * q.ow;
     let col = 4u * j;
-    let base = n * p.cout * ohw + row * p.ow + col;
+    let base = n * q.cout * ohw + row * q.ow + col;
     for (var c = 0u; c < nc; c++) {
-        if (co0 + c < p.cout) {
+        if (co0 + c < q.cout) {
             let v = acc_at(c);
             for (var e = 0u; e < 4u; e++) {
-                if (col + e < p.ow) {
+                if (col + e < q.ow) {
                     let i = base + (co0 + c) * ohw + e;
-                    if (p.accumulate != 0u) {
+                    if (q.accumulate != 0u) {
                         y[i] = y[i] + v[e];
                     } else {
                         y[i] = v[e];
@@ -379,19 +385,20 @@ fn store_cols(n: u32, row: u32, j: u32, co0: u32, nc: u32) {
     }
 }
 
-// Any output width: scalar stores, the last texel of a row cut at p.ow.
+// Any output width: scalar stores, the last texel of a row cut at q.ow.
 @compute @workgroup_size(64)
 fn conv_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
             @builtin(subgroup_invocation_id) sl: u32) {
-    let total = p.n * p.oh * p.ow4;
+    q = p;
+    let total = q.n * q.oh * q.ow4;
     let item_raw = wg.x * 64u + li;
     let item = min(item_raw, total - 1u);
     let co0 = wg.y * CO;
     conv_acc(item, co0, sl);
     if (item_raw < total) {
-        let j = item % p.ow4;
-        let oh = (item / p.ow4) % p.oh;
-        let n = item / (p.ow4 * p.oh);
+        let j = item % q.ow4;
+        let oh = (item / q.ow4) % q.oh;
+        let n = item / (q.ow4 * q.oh);
         store_cols(n, oh, j, co0, CO);
     }
 }
@@ -402,20 +409,21 @@ fn conv_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
 @compute @workgroup_size(64)
 fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
              @builtin(subgroup_invocation_id) sl: u32) {
-    let total = p.n * p.oh * p.ow4;
+    q = p;
+    let total = q.n * q.oh * q.ow4;
     let item_raw = wg.x * 64u + li;
     let item = min(item_raw, total - 1u);
     let co0 = wg.y * CO;
     conv_acc(item, co0, sl);
     if (item_raw < total) {
-        // with p.ow % 4 == 0, item * 4 is the offset of the item inside its image's plane
-        let n = item / (p.ow4 * p.oh);
-        let ohw4 = p.oh * p.ow4;
-        let base = n * p.cout * ohw4 + item % ohw4;
+        // with q.ow % 4 == 0, item * 4 is the offset of the item inside its image's plane
+        let n = item / (q.ow4 * q.oh);
+        let ohw4 = q.oh * q.ow4;
+        let base = n * q.cout * ohw4 + item % ohw4;
         for (var c = 0u; c < CO; c++) {
-            if (co0 + c < p.cout) {
+            if (co0 + c < q.cout) {
                 let i = base + (co0 + c) * ohw4;
-                if (p.accumulate != 0u) {
+                if (q.accumulate != 0u) {
                     y4[i] = y4[i] + acc_at(c);
                 } else {
                     y4[i] = acc_at(c);
@@ -432,25 +440,26 @@ fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 @compute @workgroup_size(64)
 fn conv_tex2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
              @builtin(subgroup_invocation_id) sl: u32) {
-    let total = p.n * p.oh * p.ow4;
+    q = p;
+    let total = q.n * q.oh * q.ow4;
     let item_raw = wg.x * 64u + li;
     let item = min(item_raw, total - 1u);
     let co0 = wg.y * CO;
     conv_acc(item, co0, sl);
     if (item_raw < total) {
-        let j = item % p.ow4;
-        let oh = (item / p.ow4) % p.oh;
-        let n = item / (p.ow4 * p.oh);
-        let ohw = p.oh * p.ow;
+        let j = item % q.ow4;
+        let oh = (item / q.ow4) % q.oh;
+        let n = item / (q.ow4 * q.oh);
+        let ohw = q.oh * q.ow;
         let col = 4u * j;
-        let second = col + 2u < p.ow;
-        // (n, co, oh, col) with col and p.ow even: the float offset is even
-        let base = (n * p.cout * ohw + oh * p.ow + col) / 2u;
+        let second = col + 2u < q.ow;
+        // (n, co, oh, col) with col and q.ow even: the float offset is even
+        let base = (n * q.cout * ohw + oh * q.ow + col) / 2u;
         for (var c = 0u; c < CO; c++) {
-            if (co0 + c < p.cout) {
+            if (co0 + c < q.cout) {
                 let i = base + (co0 + c) * ohw / 2u;
                 let v = acc_at(c);
-                if (p.accumulate != 0u) {
+                if (q.accumulate != 0u) {
                     y2[i] = y2[i] + v.xy;
                     if (second) {
                         y2[i + 1u] = y2[i + 1u] + v.zw;
@@ -474,19 +483,20 @@ fn conv_tex2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 
 @compute @workgroup_size(64)
 fn pack_act_c4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    q = p;
     let t = g.x + g.y * nwg.x * 64u;
-    if (t >= p.n * p.h * p.w * p.c4) {
+    if (t >= q.n * q.h * q.w * q.c4) {
         return;
     }
-    let c = t % p.c4;
-    let pix = t / p.c4;
-    let hw = p.h * p.w;
+    let c = t % q.c4;
+    let pix = t / q.c4;
+    let hw = q.h * q.w;
     let n = pix / hw;
-    let base = n * p.cin * hw + pix % hw;
+    let base = n * q.cin * hw + pix % hw;
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         let ci = 4u * c + j;
-        if (ci < p.cin) {
+        if (ci < q.cin) {
             v[j] = c4_src[base + ci * hw];
         }
     }
@@ -502,25 +512,26 @@ fn pack_act_c4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgro
 // instead of 16 storage loads).
 @compute @workgroup_size(64)
 fn pack_c4_from_rows(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    q = p;
     let i = g.x + g.y * nwg.x * 64u;
-    let w4 = p.w / 4u;
-    if (i >= p.n * p.h * w4 * p.c4) {
+    let w4 = q.w / 4u;
+    if (i >= q.n * q.h * w4 * q.c4) {
         return;
     }
-    let c = i % p.c4;
-    let j = (i / p.c4) % w4;
-    let nh = i / (p.c4 * w4);      // n * h + h
-    let h = nh % p.h;
-    let n = nh / p.h;
+    let c = i % q.c4;
+    let j = (i / q.c4) % w4;
+    let nh = i / (q.c4 * w4);      // n * h + h
+    let h = nh % q.h;
+    let n = nh / q.h;
     var v: array<vec4<f32>, 4>;
     for (var k = 0u; k < 4u; k++) {
         let ci = 4u * c + k;
-        let t = ((n * p.cin + min(ci, p.cin - 1u)) * p.h + h) * w4 + j;
+        let t = ((n * q.cin + min(ci, q.cin - 1u)) * q.h + h) * w4 + j;
         let xy = texel_xy(t);
-        v[k] = select(vec4<f32>(0.0), textureLoad(c4_rows, xy.xy, xy.z), ci < p.cin);
+        v[k] = select(vec4<f32>(0.0), textureLoad(c4_rows, xy.xy, xy.z), ci < q.cin);
     }
     for (var e = 0u; e < 4u; e++) {
-        let o = (nh * p.w + 4u * j + e) * p.c4 + c;
+        let o = (nh * q.w + 4u * j + e) * q.c4 + c;
         let xy = texel_xy(o);
         textureStore(c4_out, xy.xy, xy.z, vec4<f32>(v[0][e], v[1][e], v[2][e], v[3][e]));
     }
@@ -531,8 +542,8 @@ fn pack_c4_from_rows(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_w
 @group(0) @binding(3) var xct: texture_storage_2d_array<rgba32float, read>;
 
 fn fetch_xc(n: u32, ih: i32, iw: i32, c: u32) -> vec4<f32> {
-    let ok = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
-    let t = select(0u, ((n * p.h + u32(ih)) * p.w + u32(iw)) * p.c4 + c, ok);
+    let ok = ih >= 0 && ih < i32(q.h) && iw >= 0 && iw < i32(q.w);
+    let t = select(0u, ((n * q.h + u32(ih)) * q.w + u32(iw)) * q.c4 + c, ok);
     let xy = texel_xy(t);
     return select(vec4<f32>(0.0), textureLoad(xct, xy.xy, xy.z), ok);
 }
@@ -541,32 +552,33 @@ fn dw_step(a: f32, n: u32, ih: i32, iw: i32, c: u32) {
     step_c(a, fetch_xc(n, ih, iw, c));
 }
 
-// p.h/p.w/p.cin: the layer input; p.oh/p.ow/p.cout: its output (dy); out = partial[slice][cout][cin*K*K]
+// q.h/q.w/q.cin: the layer input; q.oh/q.ow/q.cout: its output (dy); out = partial[slice][cout][cin*K*K]
 @compute @workgroup_size(64)
 fn conv_dw_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
                @builtin(subgroup_invocation_id) sl: u32) {
-    let lanes = p.c4 * K * K;
+    q = p;
+    let lanes = q.c4 * K * K;
     let lane_raw = wg.x * 64u + li;
     let lane = min(lane_raw, lanes - 1u);
     let kw = lane % K;
     let kh = (lane / K) % K;
     let c = lane / (K * K);
     let co0 = wg.y * 8u;
-    let dco = min(co0 + sl, p.cout - 1u);
-    let items = p.n * p.oh * p.ow4;
-    let chunk = (items + p.slices - 1u) / p.slices;
+    let dco = min(co0 + sl, q.cout - 1u);
+    let items = q.n * q.oh * q.ow4;
+    let chunk = (items + q.slices - 1u) / q.slices;
     let first = wg.z * chunk;
     let last = min(first + chunk, items);
-    let s = i32(p.stride);
+    let s = i32(q.stride);
     for (var it = first; it < last; it++) {
-        let j = it % p.ow4;
-        let row = it / p.ow4;            // n * oh + oh
-        let oh = row % p.oh;
-        let n = row / p.oh;
-        let dxy = texel_xy((n * p.cout + dco) * p.oh * p.ow4 + oh * p.ow4 + j);
+        let j = it % q.ow4;
+        let row = it / q.ow4;            // n * oh + oh
+        let oh = row % q.oh;
+        let n = row / q.oh;
+        let dxy = texel_xy((n * q.cout + dco) * q.oh * q.ow4 + oh * q.ow4 + j);
         let dv = textureLoad(dyt, dxy.xy, dxy.z);
-        let ih = i32(oh) * s + i32(kh) - i32(p.pad);
-        let iw0 = i32(4u * j) * s + i32(kw) - i32(p.pad);
+        let ih = i32(oh) * s + i32(kh) - i32(q.pad);
+        let iw0 = i32(4u * j) * s + i32(kw) - i32(q.pad);
         dw_step(dv.x, n, ih, iw0, c);
         dw_step(dv.y, n, ih, iw0 + s, c);
         dw_step(dv.z, n, ih, iw0 + 2 * s, c);
@@ -574,17 +586,17 @@ fn conv_dw_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     }
     if (lane_raw < lanes) {
         let kk = K * K;
-        let taps = p.cin * kk;
-        let base = wg.z * p.cout * taps + kh * K + kw;
+        let taps = q.cin * kk;
+        let base = wg.z * q.cout * taps + kh * K + kw;
         for (var o = 0u; o < 8u; o++) {
             let co = co0 + o;
-            if (co < p.cout) {
+            if (co < q.cout) {
                 let v = acc_at(o);
                 for (var e = 0u; e < 4u; e++) {
                     let ci = 4u * c + e;
-                    if (ci < p.cin) {
+                    if (ci < q.cin) {
                         let i = base + co * taps + ci * kk;
-                        if (p.accumulate != 0u) {
+                        if (q.accumulate != 0u) {
                             dw[i] = dw[i] + v[e];
                         } else {
                             dw[i] = v[e];
@@ -608,8 +620,8 @@ fn conv_dw_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 @group(0) @binding(3) var xrt: texture_storage_2d_array<rgba32float, read>;
 
 fn fetch_xr(row: u32, rowok: bool, jj: i32) -> vec4<f32> {
-    let ok = rowok && jj >= 0 && jj < i32(p.w4);
-    let xy = texel_xy(select(0u, row * p.w4 + u32(jj), ok));
+    let ok = rowok && jj >= 0 && jj < i32(q.w4);
+    let xy = texel_xy(select(0u, row * q.w4 + u32(jj), ok));
     return select(vec4<f32>(0.0), textureLoad(xrt, xy.xy, xy.z), ok);
 }
 
@@ -637,32 +649,33 @@ fn dw_rows_step(dv: vec4<f32>, t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>) {
     if (CV > 7u) { r = taps_dot(subgroupBroadcast(dv, 7u), t0, t1, t2); c7 += r[0]; d7 += r[1]; }
 }
 
-// p.h/p.w/p.w4/p.cin: the layer input; p.oh/p.ow/p.ow4/p.cout: its output (dy);
+// q.h/q.w/q.w4/q.cin: the layer input; q.oh/q.ow/q.ow4/q.cout: its output (dy);
 // dw = partial[slice][cout][cin][K][K]
 @compute @workgroup_size(8)
 fn conv_dw_rows_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
-    let rows = p.cin * K;
+    q = p;
+    let rows = q.cin * K;
     let r_raw = wg.x * 8u + sl;
     let r = min(r_raw, rows - 1u);
     let ci = r / K;
     let kh = r % K;
     let co0 = wg.y * 8u;
-    let dco = min(co0 + sl, p.cout - 1u);
-    let items = p.n * p.oh * p.ow4;
-    let chunk = (items + p.slices - 1u) / p.slices;
+    let dco = min(co0 + sl, q.cout - 1u);
+    let items = q.n * q.oh * q.ow4;
+    let chunk = (items + q.slices - 1u) / q.slices;
     let first = wg.z * chunk;
     let last = min(first + chunk, items);
     let zero = vec4<f32>(0.0);
     // (n, oh, j) of item `first`, then stepped without divisions (llvmpipe divides lane by lane)
-    var j = first % p.ow4;
-    var oh = (first / p.ow4) % p.oh;
-    var n = first / (p.ow4 * p.oh);
+    var j = first % q.ow4;
+    var oh = (first / q.ow4) % q.oh;
+    var n = first / (q.ow4 * q.oh);
     for (var it = first; it < last; it++) {
-        let dxy = texel_xy((n * p.cout + dco) * p.oh * p.ow4 + oh * p.ow4 + j);
+        let dxy = texel_xy((n * q.cout + dco) * q.oh * q.ow4 + oh * q.ow4 + j);
         let dv = textureLoad(dyt, dxy.xy, dxy.z);
         let ih = i32(oh + kh) - i32(PAD);
-        let rowok = ih >= 0 && ih < i32(p.h);
-        let xrow = (n * p.cin + ci) * p.h + u32(clamp(ih, 0, i32(p.h) - 1));
+        let rowok = ih >= 0 && ih < i32(q.h);
+        let xrow = (n * q.cin + ci) * q.h + u32(clamp(ih, 0, i32(q.h) - 1));
         let j0 = i32(j) - i32(PADT);
         let t0 = fetch_xr(xrow, rowok, j0);
         var t1 = zero;
@@ -673,27 +686,27 @@ fn conv_dw_rows_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invo
         if (NT > 2u) {
             t2 = fetch_xr(xrow, rowok, j0 + 2);
         }
-        // (dy columns past p.ow are pack_act's zero padding: a copied dy has none)
+        // (dy columns past q.ow are pack_act's zero padding: a copied dy has none)
         dw_rows_step(dv, t0, t1, t2);
         j += 1u;
-        let wrap = j == p.ow4;
+        let wrap = j == q.ow4;
         j = select(j, 0u, wrap);
         oh += select(0u, 1u, wrap);
-        let wrap_n = oh == p.oh;
+        let wrap_n = oh == q.oh;
         oh = select(oh, 0u, wrap_n);
         n += select(0u, 1u, wrap_n);
     }
     if (r_raw < rows) {
-        let taps = p.cin * K * K;
-        let base = wg.z * p.cout * taps + r * K;
+        let taps = q.cin * K * K;
+        let base = wg.z * q.cout * taps + r * K;
         for (var o = 0u; o < 8u; o++) {
             let co = co0 + o;
-            if (co < p.cout) {
+            if (co < q.cout) {
                 let v = array<vec4<f32>, 2>(acc_at(o), acc_at(8u + o));
                 for (var kw = 0u; kw < K; kw++) {
                     let i = base + co * taps + kw;
                     let a = v[kw / 4u][kw % 4u];
-                    if (p.accumulate != 0u) {
+                    if (q.accumulate != 0u) {
                         dw[i] = dw[i] + a;
                     } else {
                         dw[i] = a;
@@ -705,7 +718,7 @@ fn conv_dw_rows_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invo
 }
 
 // ---------------------------------------------------------------------------------------------
-// Stride-2 backward-data. p.cin/p.h/p.w/p.w4: dy (the layer's output); p.cout/p.oh/p.ow/p.ow4: dx
+// Stride-2 backward-data. q.cin/q.h/q.w/q.w4: dy (the layer's output); q.cout/q.oh/q.ow/q.ow4: dx
 // (the layer's input); weights packed by pack_wt with flip = 1 (rows = the layer's input
 // channels); y/y4 = dx.
 
@@ -740,28 +753,29 @@ fn tap2(kw: u32, odd: bool, wa0: vec4<f32>, wa1: vec4<f32>, t0: vec4<f32>, t1: v
 @compute @workgroup_size(64)
 fn conv_bwd_data2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
                       @builtin(subgroup_invocation_id) sl: u32) {
-    let total = p.n * p.oh * p.ow4;
+    q = p;
+    let total = q.n * q.oh * q.ow4;
     let item_raw = wg.x * 64u + li;
     let item = min(item_raw, total - 1u);
-    let j = item % p.ow4;
-    let r = (item / p.ow4) % p.oh;
-    let n = item / (p.ow4 * p.oh);
-    let half = (p.oh + 1u) / 2u;
+    let j = item % q.ow4;
+    let r = (item / q.ow4) % q.oh;
+    let n = item / (q.ow4 * q.oh);
+    let half = (q.oh + 1u) / 2u;
     let ih = select(2u * (r - half) + 1u, 2u * r, r < half);
     let co0 = wg.y * 8u;
     let kt = (K + 3u) / 4u;
     let odd = (j & 1u) == 1u;
     let jb = i32(j / 2u);
     let zero = vec4<f32>(0.0);
-    for (var ci = 0u; ci < p.cin; ci++) {
+    for (var ci = 0u; ci < q.cin; ci++) {
         for (var kh = 0u; kh < K; kh++) {
             let th = i32(ih + PAD) - i32(kh);
             let oh = th / 2;
-            let rowok = th >= 0 && (th & 1) == 0 && oh < i32(p.h);
+            let rowok = th >= 0 && (th & 1) == 0 && oh < i32(q.h);
             if (!subgroupAny(rowok)) {
                 continue;
             }
-            let row = (n * p.cin + ci) * p.h + u32(clamp(oh, 0, i32(p.h) - 1));
+            let row = (n * q.cin + ci) * q.h + u32(clamp(oh, 0, i32(q.h) - 1));
             let t0 = fetch_x(row, rowok, jb - 1);
             let t1 = fetch_x(row, rowok, jb);
             let t2 = fetch_x(row, rowok, jb + 1);
