@@ -25,6 +25,9 @@ struct GatherParams {
 }
 
 @group(0) @binding(0) var<uniform> p: GatherParams;
+// The params, copied into private registers at the start of every entry point (llvmpipe otherwise
+// reloads the uniform buffer inside loops).
+var<private> prm: GatherParams;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out_labels: array<u32>;
 @group(0) @binding(3) var<storage, read> perm: array<u32>;
@@ -41,14 +44,14 @@ fn hash(x: u32) -> u32 {
 }
 
 fn pixel(img: u32, off: u32) -> f32 {
-    let len = p.c * p.h * p.w;
+    let len = prm.c * prm.h * prm.w;
     var byte = 0u;
     var word = 0u;
-    if (img < p.split) {
+    if (img < prm.split) {
         byte = img * len + off;
         word = img0[byte / 4u];
     } else {
-        byte = (img - p.split) * len + off;
+        byte = (img - prm.split) * len + off;
         word = img1[byte / 4u];
     }
     return f32((word >> (8u * (byte % 4u))) & 255u);
@@ -56,34 +59,35 @@ fn pixel(img: u32, off: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = gid.x + gid.y * nwg.x * WG;
-    let per = p.c * p.h * p.w;
-    if (i >= p.batch * per) { return; }
+    let per = prm.c * prm.h * prm.w;
+    if (i >= prm.batch * per) { return; }
     let b = i / per;
     let r = i % per;
-    let c = r / (p.h * p.w);
-    let y = (r / p.w) % p.h;
-    let x = r % p.w;
-    let pos = p.start + b;
+    let c = r / (prm.h * prm.w);
+    let y = (r / prm.w) % prm.h;
+    let x = r % prm.w;
+    let pos = prm.start + b;
     let img = perm[pos];
     var sy = i32(y);
     var sx = i32(x);
-    if (p.pad > 0u || p.flip != 0u) {
-        let hsh = hash(p.seed ^ hash(pos));
-        let span = 2u * p.pad + 1u;
-        if (p.pad > 0u) {
-            sy = sy + i32(hsh % span) - i32(p.pad);
-            sx = sx + i32((hsh / span) % span) - i32(p.pad);
+    if (prm.pad > 0u || prm.flip != 0u) {
+        let hsh = hash(prm.seed ^ hash(pos));
+        let span = 2u * prm.pad + 1u;
+        if (prm.pad > 0u) {
+            sy = sy + i32(hsh % span) - i32(prm.pad);
+            sx = sx + i32((hsh / span) % span) - i32(prm.pad);
         }
-        if (p.flip != 0u && ((hsh >> 16u) & 1u) == 1u) {
-            sx = i32(p.w) - 1 - sx;
+        if (prm.flip != 0u && ((hsh >> 16u) & 1u) == 1u) {
+            sx = i32(prm.w) - 1 - sx;
         }
     }
     var v = 0.0;
-    if (sy >= 0 && sy < i32(p.h) && sx >= 0 && sx < i32(p.w)) {
-        v = pixel(img, (c * p.h + u32(sy)) * p.w + u32(sx));
+    if (sy >= 0 && sy < i32(prm.h) && sx >= 0 && sx < i32(prm.w)) {
+        v = pixel(img, (c * prm.h + u32(sy)) * prm.w + u32(sx));
     }
-    out[i] = (v / 255.0 - p.mean[c]) * p.inv_std[c];
+    out[i] = (v / 255.0 - prm.mean[c]) * prm.inv_std[c];
     if (r == 0u) {
         out_labels[b] = labels[img];
     }

@@ -14,6 +14,9 @@ struct EwParams {
 }
 
 @group(0) @binding(0) var<uniform> p: EwParams;
+// The params, copied into private registers at the start of every entry point (llvmpipe otherwise
+// reloads the uniform buffer inside loops).
+var<private> prm: EwParams;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> y: array<f32>;
@@ -27,57 +30,65 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // out[i] = alpha
 @compute @workgroup_size(WG)
 fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = p.alpha; }
+    if (i < prm.n) { out[i] = prm.alpha; }
 }
 
 // out[i] = alpha * out[i]
 @compute @workgroup_size(WG)
 fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = p.alpha * out[i]; }
+    if (i < prm.n) { out[i] = prm.alpha * out[i]; }
 }
 
 // out[i] = alpha * x[i] + out[i]
 @compute @workgroup_size(WG)
 fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = fma(p.alpha, x[i], out[i]); }
+    if (i < prm.n) { out[i] = fma(prm.alpha, x[i], out[i]); }
 }
 
 // out[i] += x[i % cols]   (a bias over the last dimension of a row-major matrix)
 @compute @workgroup_size(WG)
 fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = out[i] + x[i % p.cols]; }
+    if (i < prm.n) { out[i] = out[i] + x[i % prm.cols]; }
 }
 
 // out[i] = max(x[i], 0)
 @compute @workgroup_size(WG)
 fn relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = max(x[i], 0.0); }
+    if (i < prm.n) { out[i] = max(x[i], 0.0); }
 }
 
 // out[i] = x[i] + y[i]
 @compute @workgroup_size(WG)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = x[i] + y[i]; }
+    if (i < prm.n) { out[i] = x[i] + y[i]; }
 }
 
 // out[i] = y[i] if x[i] > 0 else 0   (x: the forward input, y: the upstream gradient)
 @compute @workgroup_size(WG)
 fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = select(0.0, y[i], x[i] > 0.0); }
+    if (i < prm.n) { out[i] = select(0.0, y[i], x[i] > 0.0); }
 }
 
 // out[i] = max(x[i] + y[i], 0)
 @compute @workgroup_size(WG)
 fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = max(x[i] + y[i], 0.0); }
+    if (i < prm.n) { out[i] = max(x[i] + y[i], 0.0); }
 }
 
 // ew_tex: the texture-fed form for CPU-backed devices of the streaming ops of a residual block
@@ -99,15 +110,16 @@ fn texel_xy(t: u32) -> vec3<u32> {
 
 @compute @workgroup_size(256)
 fn ew_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let t = gid.x + gid.y * nwg.x * 256u;
-    if (t >= p.n / 4u) { return; }
+    if (t >= prm.n / 4u) { return; }
     let xy = texel_xy(t);
     let x = textureLoad(ta, xy.xy, xy.z);
     var r: vec4<f32>;
     switch OP {
         case 0u: { r = max(x + textureLoad(tb, xy.xy, xy.z), vec4<f32>(0.0)); }
         case 1u: { r = select(vec4<f32>(0.0), textureLoad(tb, xy.xy, xy.z), x > vec4<f32>(0.0)); }
-        case 2u: { r = fma(vec4<f32>(p.alpha), x, textureLoad(tb, xy.xy, xy.z)); }
+        case 2u: { r = fma(vec4<f32>(prm.alpha), x, textureLoad(tb, xy.xy, xy.z)); }
         case 3u: { r = x + textureLoad(tb, xy.xy, xy.z); }
         default: { r = max(x, vec4<f32>(0.0)); }
     }

@@ -15,27 +15,30 @@ struct LossParams {
 }
 
 @group(0) @binding(0) var<uniform> p: LossParams;
+// The params, copied into private registers at the start of every entry point (llvmpipe otherwise
+// reloads the uniform buffer inside loops).
+var<private> prm: LossParams;
 
 @group(0) @binding(1) var<storage, read_write> dz: array<f32>;
 @group(0) @binding(2) var<storage, read_write> per_sample: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read> z: array<f32>;
 @group(0) @binding(4) var<storage, read> labels: array<u32>;
 
-// Sample n's loss, dz row and (loss, correct); n < p.n.
+// Sample n's loss, dz row and (loss, correct); n < prm.n.
 fn sample_ce(n: u32) -> vec2<f32> {
-    let base = n * p.classes;
+    let base = n * prm.classes;
     let label = labels[n];
     var mx = z[base];
     var arg = 0u;
-    for (var j = 1u; j < p.classes; j++) {
+    for (var j = 1u; j < prm.classes; j++) {
         let v = z[base + j];
         if (v > mx) { mx = v; arg = j; }
     }
     var s = 0.0;
-    for (var j = 0u; j < p.classes; j++) { s += exp(z[base + j] - mx); }
+    for (var j = 0u; j < prm.classes; j++) { s += exp(z[base + j] - mx); }
     let lse = mx + log(s);
-    let inv_n = 1.0 / f32(p.n);
-    for (var j = 0u; j < p.classes; j++) {
+    let inv_n = 1.0 / f32(prm.n);
+    for (var j = 0u; j < prm.classes; j++) {
         var g = exp(z[base + j] - lse);
         if (j == label) { g -= 1.0; }
         dz[base + j] = g * inv_n;
@@ -47,8 +50,9 @@ fn sample_ce(n: u32) -> vec2<f32> {
 
 @compute @workgroup_size(64)
 fn softmax_ce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    prm = p;
     let n = gid.x;
-    if (n >= p.n) { return; }
+    if (n >= prm.n) { return; }
     sample_ce(n);
 }
 
@@ -59,8 +63,9 @@ var<workgroup> red: array<vec2<f32>, 256>;
 
 @compute @workgroup_size(256)
 fn metrics_accumulate(@builtin(local_invocation_index) lid: u32) {
+    prm = p;
     var acc = vec2<f32>(0.0);
-    for (var i = lid; i < p.n; i += 256u) { acc += samples[i]; }
+    for (var i = lid; i < prm.n; i += 256u) { acc += samples[i]; }
     red[lid] = acc;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {
@@ -70,18 +75,19 @@ fn metrics_accumulate(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) {
         metrics[0] = metrics[0] + red[0].x;
         metrics[1] = metrics[1] + red[0].y;
-        metrics[2] = metrics[2] + f32(p.n);
+        metrics[2] = metrics[2] + f32(prm.n);
     }
 }
 
-// softmax_ce_metrics: softmax_ce and metrics_accumulate in one workgroup, for p.n <= 256 (one
+// softmax_ce_metrics: softmax_ce and metrics_accumulate in one workgroup, for prm.n <= 256 (one
 // dispatch instead of two; the sums are metrics_accumulate's, in the same order, so the same bits).
 @group(0) @binding(5) var<storage, read_write> metrics_f: array<f32>;
 
 @compute @workgroup_size(256)
 fn softmax_ce_metrics(@builtin(local_invocation_index) lid: u32) {
+    prm = p;
     var acc = vec2<f32>(0.0);
-    if (lid < p.n) {
+    if (lid < prm.n) {
         acc = sample_ce(lid);
     }
     red[lid] = acc;
@@ -93,6 +99,6 @@ fn softmax_ce_metrics(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) {
         metrics_f[0] = metrics_f[0] + red[0].x;
         metrics_f[1] = metrics_f[1] + red[0].y;
-        metrics_f[2] = metrics_f[2] + f32(p.n);
+        metrics_f[2] = metrics_f[2] + f32(prm.n);
     }
 }

@@ -32,6 +32,9 @@ struct BnParams {
 }
 
 @group(0) @binding(0) var<uniform> p: BnParams;
+// The params, copied into private registers at the start of every entry point (llvmpipe otherwise
+// reloads the uniform buffer inside loops).
+var<private> prm: BnParams;
 
 // bn_stats / bn_eval_stats
 @group(0) @binding(1) var<storage, read_write> stats: array<vec2<f32>>;
@@ -69,7 +72,7 @@ fn walk_next(w: Walk, len: u32) -> Walk {
 }
 
 fn walk_idx(w: Walk, c: u32) -> u32 {
-    return (w.n * p.c + c) * p.hw + w.r;
+    return (w.n * prm.c + c) * prm.hw + w.r;
 }
 
 fn tree2(lid: u32) {
@@ -85,12 +88,13 @@ fn tree2(lid: u32) {
 
 @compute @workgroup_size(WGR)
 fn bn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    prm = p;
     let c = wg.x;
-    let m = p.n * p.hw;
-    let shift = sx[c * p.hw];
+    let m = prm.n * prm.hw;
+    let shift = sx[c * prm.hw];
     var s = 0.0;
     var q = 0.0;
-    for (var w = walk_start(lid, p.hw); w.n < p.n; w = walk_next(w, p.hw)) {
+    for (var w = walk_start(lid, prm.hw); w.n < prm.n; w = walk_next(w, prm.hw)) {
         let d = sx[walk_idx(w, c)] - shift;
         s += d;
         q = fma(d, d, q);
@@ -103,18 +107,19 @@ fn bn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         let mean = shift + md;
         let ss = max(red1[0] - red0[0] * md, 0.0); // sum of (x - mean)^2
         let var_b = ss / f32(m);
-        stats[c] = vec2<f32>(mean, 1.0 / sqrt(var_b + p.eps));
+        stats[c] = vec2<f32>(mean, 1.0 / sqrt(var_b + prm.eps));
         let var_u = ss / f32(max(m, 2u) - 1u);
-        running[c] = (1.0 - p.momentum) * running[c] + p.momentum * mean;
-        running[p.c + c] = (1.0 - p.momentum) * running[p.c + c] + p.momentum * var_u;
+        running[c] = (1.0 - prm.momentum) * running[c] + prm.momentum * mean;
+        running[prm.c + c] = (1.0 - prm.momentum) * running[prm.c + c] + prm.momentum * var_u;
     }
 }
 
 @compute @workgroup_size(64)
 fn bn_eval_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
+    prm = p;
     let c = gid.x;
-    if (c >= p.c) { return; }
-    stats[c] = vec2<f32>(running[c], 1.0 / sqrt(running[p.c + c] + p.eps));
+    if (c >= prm.c) { return; }
+    stats[c] = vec2<f32>(running[c], 1.0 / sqrt(running[prm.c + c] + prm.eps));
 }
 
 // bn_apply
@@ -130,16 +135,17 @@ override WG: u32 = 256;
 // once per row rather than once per element (loads are what cost on CPU-backed devices).
 @compute @workgroup_size(WG)
 fn bn_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let row = gid.x + gid.y * nwg.x * WG;
-    if (row >= p.n * p.c) { return; }
-    let c = row % p.c;
+    if (row >= prm.n * prm.c) { return; }
+    let c = row % prm.c;
     let st = astats[c];
     let sc = st.y * gamma[c];
     let sh = beta[c] - st.x * sc;
-    let base = row * p.hw;
-    for (var j = 0u; j < p.hw; j++) {
+    let base = row * prm.hw;
+    for (var j = 0u; j < prm.hw; j++) {
         var y = fma(ax[base + j], sc, sh);
-        if (p.relu != 0u) { y = max(y, 0.0); }
+        if (prm.relu != 0u) { y = max(y, 0.0); }
         ay[base + j] = y;
     }
 }
@@ -155,19 +161,20 @@ fn bn_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 
 // dy masked by the ReLU when the forward had one: y = fma(x, sc, sh) as in bn_apply.
 fn g_of(dy: f32, x: f32, sc: f32, sh: f32) -> f32 {
-    if (p.relu != 0u && fma(x, sc, sh) <= 0.0) { return 0.0; }
+    if (prm.relu != 0u && fma(x, sc, sh) <= 0.0) { return 0.0; }
     return dy;
 }
 
 @compute @workgroup_size(WGR)
 fn bn_bwd_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    prm = p;
     let c = wg.x;
     let st = rstats[c];
     let sc = st.y * rgamma[c];
     let sh = rbeta[c] - st.x * sc;
     var sg = 0.0;
     var sgx = 0.0;
-    for (var w = walk_start(lid, p.hw); w.n < p.n; w = walk_next(w, p.hw)) {
+    for (var w = walk_start(lid, prm.hw); w.n < prm.n; w = walk_next(w, prm.hw)) {
         let i = walk_idx(w, c);
         let x = rx[i];
         let g = g_of(rdy[i], x, sc, sh);
@@ -196,18 +203,19 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
 // One invocation per (n, c) row, as bn_apply.
 @compute @workgroup_size(WG)
 fn bn_bwd_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let row = gid.x + gid.y * nwg.x * WG;
-    if (row >= p.n * p.c) { return; }
-    let c = row % p.c;
+    if (row >= prm.n * prm.c) { return; }
+    let c = row % prm.c;
     let st = dx_stats[c];
-    let m = f32(p.n * p.hw);
+    let m = f32(prm.n * prm.hw);
     let k = dx_gamma[c] * st.y;
     let sc = st.y * dx_gamma[c];
     let sh = dx_beta[c] - st.x * sc;
     let mb = dx_dbeta[c] / m;
     let mg = dx_dgamma[c] / m;
-    let base = row * p.hw;
-    for (var j = 0u; j < p.hw; j++) {
+    let base = row * prm.hw;
+    for (var j = 0u; j < prm.hw; j++) {
         let i = base + j;
         let x = dx_x[i];
         let g = g_of(dx_dy[i], x, sc, sh);
@@ -243,7 +251,7 @@ fn hsum4(v: vec4<f32>) -> f32 {
 
 // dy masked by the forward's ReLU: y = fma(x, sc, sh) exactly as bn_apply computes it
 fn g4_of(dy: vec4<f32>, x: vec4<f32>, sc: f32, sh: f32) -> vec4<f32> {
-    if (p.relu == 0u) {
+    if (prm.relu == 0u) {
         return dy;
     }
     return select(vec4<f32>(0.0), dy, fma(x, vec4<f32>(sc), vec4<f32>(sh)) > vec4<f32>(0.0));
@@ -261,14 +269,15 @@ fn ld_sx(t: u32) -> vec4<f32> {
 
 @compute @workgroup_size(WGR)
 fn bn_stats_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    prm = p;
     let c = wg.x;
-    let hw4 = p.hw / 4u;
-    let m = p.n * p.hw;
+    let hw4 = prm.hw / 4u;
+    let m = prm.n * prm.hw;
     let shift = ld_sx(c * hw4).x;
     var s = vec4<f32>(0.0);
     var q = vec4<f32>(0.0);
-    for (var w = walk_start(lid, hw4); w.n < p.n; w = walk_next(w, hw4)) {
-        let d = ld_sx((w.n * p.c + c) * hw4 + w.r) - vec4<f32>(shift);
+    for (var w = walk_start(lid, hw4); w.n < prm.n; w = walk_next(w, hw4)) {
+        let d = ld_sx((w.n * prm.c + c) * hw4 + w.r) - vec4<f32>(shift);
         s += d;
         q = fma(d, d, q);
     }
@@ -280,10 +289,10 @@ fn bn_stats_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         let mean = shift + md;
         let ss = max(red1[0] - red0[0] * md, 0.0);
         let var_b = ss / f32(m);
-        tstats[c] = vec2<f32>(mean, 1.0 / sqrt(var_b + p.eps));
+        tstats[c] = vec2<f32>(mean, 1.0 / sqrt(var_b + prm.eps));
         let var_u = ss / f32(max(m, 2u) - 1u);
-        trunning[c] = (1.0 - p.momentum) * trunning[c] + p.momentum * mean;
-        trunning[p.c + c] = (1.0 - p.momentum) * trunning[p.c + c] + p.momentum * var_u;
+        trunning[c] = (1.0 - prm.momentum) * trunning[c] + prm.momentum * mean;
+        trunning[prm.c + c] = (1.0 - prm.momentum) * trunning[prm.c + c] + prm.momentum * var_u;
     }
 }
 
@@ -296,18 +305,19 @@ fn bn_stats_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 
 @compute @workgroup_size(64)
 fn bn_apply_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let row = gid.x + gid.y * nwg.x * 64u;
-    if (row >= p.n * p.c) { return; }
-    let c = row % p.c;
+    if (row >= prm.n * prm.c) { return; }
+    let c = row % prm.c;
     let st = tastats[c];
     let sc = st.y * tgamma[c];
     let sh = tbeta[c] - st.x * sc;
-    let hw4 = p.hw / 4u;
+    let hw4 = prm.hw / 4u;
     let base = row * hw4;
     for (var j = 0u; j < hw4; j++) {
         let xy = texel_xy(base + j);
         var y = fma(textureLoad(tax, xy.xy, xy.z), vec4<f32>(sc), vec4<f32>(sh));
-        if (p.relu != 0u) { y = max(y, vec4<f32>(0.0)); }
+        if (prm.relu != 0u) { y = max(y, vec4<f32>(0.0)); }
         tay[base + j] = y;
     }
 }
@@ -334,15 +344,16 @@ fn store_dgamma_dbeta(lid: u32, c: u32, sgx: vec4<f32>, sg: vec4<f32>) {
 
 @compute @workgroup_size(WGR)
 fn bn_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    prm = p;
     let c = wg.x;
-    let hw4 = p.hw / 4u;
+    let hw4 = prm.hw / 4u;
     let st = trstats[c];
     let sc = st.y * trgamma[c];
     let sh = trbeta[c] - st.x * sc;
     var sg = vec4<f32>(0.0);
     var sgx = vec4<f32>(0.0);
-    for (var w = walk_start(lid, hw4); w.n < p.n; w = walk_next(w, hw4)) {
-        let xy = texel_xy((w.n * p.c + c) * hw4 + w.r);
+    for (var w = walk_start(lid, hw4); w.n < prm.n; w = walk_next(w, hw4)) {
+        let xy = texel_xy((w.n * prm.c + c) * hw4 + w.r);
         let x = textureLoad(trx, xy.xy, xy.z);
         let g = g4_of(textureLoad(trdy, xy.xy, xy.z), x, sc, sh);
         sg += g;
@@ -374,7 +385,7 @@ struct DxCoefs {
 
 fn dx_coefs(c: u32) -> DxCoefs {
     let st = tdx_stats[c];
-    let m = f32(p.n * p.hw);
+    let m = f32(prm.n * prm.hw);
     let sc = st.y * tdx_gamma[c];
     return DxCoefs(st.x, st.y, tdx_gamma[c] * st.y, sc, tdx_beta[c] - st.x * sc,
                    tdx_dbeta[c] / m, tdx_dgamma[c] / m);
@@ -392,10 +403,11 @@ fn dx4_of_g(d: DxCoefs, x: vec4<f32>, g: vec4<f32>) -> vec4<f32> {
 
 @compute @workgroup_size(64)
 fn bn_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let row = gid.x + gid.y * nwg.x * 64u;
-    if (row >= p.n * p.c) { return; }
-    let d = dx_coefs(row % p.c);
-    let hw4 = p.hw / 4u;
+    if (row >= prm.n * prm.c) { return; }
+    let d = dx_coefs(row % prm.c);
+    let hw4 = prm.hw / 4u;
     let base = row * hw4;
     for (var j = 0u; j < hw4; j++) {
         let xy = texel_xy(base + j);
@@ -406,9 +418,9 @@ fn bn_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 
 // ---------------------------------------------------------------------------------------------
 // bn_bwd_dx_rows_tex: bn_bwd_dx_tex writing dx into a row texture in the layout of conv_tex.wgsl's
-// pack_act (rows of p.w columns, ceil(p.w / 4) texels each, zeros past p.w) for the texture-fed
+// pack_act (rows of prm.w columns, ceil(prm.w / 4) texels each, zeros past prm.w) for the texture-fed
 // conv whose dy it is, so that conv packs nothing. One invocation per (n, c) plane, as
-// bn_bwd_dx_tex. p.w is even and H*W a multiple of 4, so the 4 columns f .. f + 3 of a row texel
+// bn_bwd_dx_tex. prm.w is even and H*W a multiple of 4, so the 4 columns f .. f + 3 of a row texel
 // are x's (and dy's) texel f / 4, or straddle texels f / 4 and f / 4 + 1 at offset 2; the second
 // is fetched only when the texel holds more than 2 columns of the row, so never past the plane.
 @group(0) @binding(1) var tdx_rows: texture_storage_2d_array<rgba32float, write>;
@@ -427,18 +439,19 @@ fn quad(t: texture_storage_2d_array<rgba32float, read>, f: u32, second: bool) ->
 
 @compute @workgroup_size(64)
 fn bn_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let row = gid.x + gid.y * nwg.x * 64u;
-    if (row >= p.n * p.c) { return; }
-    let d = dx_coefs(row % p.c);
-    let h = p.hw / p.w;
-    let w4 = (p.w + 3u) / 4u;
+    if (row >= prm.n * prm.c) { return; }
+    let d = dx_coefs(row % prm.c);
+    let h = prm.hw / prm.w;
+    let w4 = (prm.w + 3u) / 4u;
     for (var ih = 0u; ih < h; ih++) {
         for (var j = 0u; j < w4; j++) {
-            let f = row * p.hw + ih * p.w + 4u * j;
-            let second = 4u * j + 2u < p.w;
+            let f = row * prm.hw + ih * prm.w + 4u * j;
+            let second = 4u * j + 2u < prm.w;
             let x = quad(tdx_x, f, second);
             let col = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
-            let v = select(vec4<f32>(0.0), dx4(d, x, quad(tdx_dy, f, second)), col < vec4<u32>(p.w));
+            let v = select(vec4<f32>(0.0), dx4(d, x, quad(tdx_dy, f, second)), col < vec4<u32>(prm.w));
             let xy = texel_xy((row * h + ih) * w4 + j);
             textureStore(tdx_rows, xy.xy, xy.z, v);
         }
@@ -447,9 +460,9 @@ fn bn_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 
 // ---------------------------------------------------------------------------------------------
 // bn_pool_tex: out pooled y, argmax (0..3, row-major in the window, first maximum wins); in x
-// (texture), stats, gamma, beta. One invocation per pooled row (n, c, oh) of p.w / 2 windows, so
+// (texture), stats, gamma, beta. One invocation per pooled row (n, c, oh) of prm.w / 2 windows, so
 // the index arithmetic (a vector integer division is scalar code on CPU-backed devices) is paid
-// once per row. p.w is even and divides p.hw (the host checks); an odd last input row is not
+// once per row. prm.w is even and divides prm.hw (the host checks); an odd last input row is not
 // pooled (floor). Each window row is one float pair inside one texel: 2 fetches per window.
 @group(0) @binding(1) var<storage, read_write> tpy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> tparg: array<u32>;
@@ -465,10 +478,10 @@ fn bn_pair(f: u32, sc: f32, sh: f32) -> vec2<f32> {
     let xy = texel_xy(f >> 2u);
     let t = textureLoad(tpx, xy.xy, xy.z);
     let y = fma(select(t.xy, t.zw, (f & 2u) != 0u), vec2<f32>(sc), vec2<f32>(sh));
-    return select(y, max(y, vec2<f32>(0.0)), p.relu != 0u);
+    return select(y, max(y, vec2<f32>(0.0)), prm.relu != 0u);
 }
 
-// The max of bn(x) over the 2x2 window whose top-left float is f (rows of p.w floats), and its
+// The max of bn(x) over the 2x2 window whose top-left float is f (rows of prm.w floats), and its
 // argmax (0..3, row-major in the window, first maximum wins).
 struct PoolWin {
     best: f32,
@@ -485,14 +498,14 @@ fn argmax4(a: vec2<f32>, b: vec2<f32>) -> PoolWin {
 }
 
 fn pool_window(f: u32, sc: f32, sh: f32) -> PoolWin {
-    return argmax4(bn_pair(f, sc, sh), bn_pair(f + p.w, sc, sh));
+    return argmax4(bn_pair(f, sc, sh), bn_pair(f + prm.w, sc, sh));
 }
 
 // bn(x) of a whole texel, as bn_pair computes each pair
 fn bn_texel(t: u32, sc: f32, sh: f32) -> vec4<f32> {
     let xy = texel_xy(t);
     let y = fma(textureLoad(tpx, xy.xy, xy.z), vec4<f32>(sc), vec4<f32>(sh));
-    return select(y, max(y, vec4<f32>(0.0)), p.relu != 0u);
+    return select(y, max(y, vec4<f32>(0.0)), prm.relu != 0u);
 }
 
 // bn(x) at the 4 floats f .. f + 3 (f even): one texel, or two halves
@@ -514,19 +527,20 @@ struct PoolRow {
 }
 
 fn pool_row(r: u32) -> PoolRow {
-    let oh = p.hw / p.w / 2u;
-    let ow = p.w / 2u;
+    let oh = prm.hw / prm.w / 2u;
+    let ow = prm.w / 2u;
     let nc = r / oh;
-    let c = nc % p.c;
+    let c = nc % prm.c;
     let st = tpstats[c];
     let sc = st.y * tpgamma[c];
-    return PoolRow(ow, nc * p.hw + 2u * (r - nc * oh) * p.w, r * ow, sc, tpbeta[c] - st.x * sc);
+    return PoolRow(ow, nc * prm.hw + 2u * (r - nc * oh) * prm.w, r * ow, sc, tpbeta[c] - st.x * sc);
 }
 
 @compute @workgroup_size(64)
 fn bn_pool_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let r = gid.x + gid.y * nwg.x * 64u;
-    if (r >= p.n * p.c * (p.hw / p.w / 2u)) { return; }
+    if (r >= prm.n * prm.c * (prm.hw / prm.w / 2u)) { return; }
     let q = pool_row(r);
     for (var j = 0u; j < q.ow; j++) {
         let win = pool_window(q.top + 2u * j, q.sc, q.sh);
@@ -544,8 +558,9 @@ fn bn_pool_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 
 @compute @workgroup_size(64)
 fn bn_pool_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let r = gid.x + gid.y * nwg.x * 64u;
-    if (r >= p.n * p.c * (p.hw / p.w / 2u)) { return; }
+    if (r >= prm.n * prm.c * (prm.hw / prm.w / 2u)) { return; }
     let q = pool_row(r);
     let ow = q.ow;
     let top = q.top;
@@ -553,14 +568,14 @@ fn bn_pool_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let sc = q.sc;
     let sh = q.sh;
     let ow4 = (ow + 3u) / 4u;
-    // top % 4 == 0 (p.w even, H*W a multiple of 4), so output texel j's 4 windows are floats
-    // top + 8j .. + 7 of the top window row and the same p.w floats on; columns past the row are
+    // top % 4 == 0 (prm.w even, H*W a multiple of 4), so output texel j's 4 windows are floats
+    // top + 8j .. + 7 of the top window row and the same prm.w floats on; columns past the row are
     // masked
     for (var j = 0u; j < ow4; j++) {
         let a0 = bn_quad(top + 8u * j, sc, sh);
         let a1 = bn_quad(top + 8u * j + 4u, sc, sh);
-        let b0 = bn_quad(top + p.w + 8u * j, sc, sh);
-        let b1 = bn_quad(top + p.w + 8u * j + 4u, sc, sh);
+        let b0 = bn_quad(top + prm.w + 8u * j, sc, sh);
+        let b1 = bn_quad(top + prm.w + 8u * j + 4u, sc, sh);
         let col = 4u * j;
         let q0 = argmax4(a0.xy, b0.xy);
         let q1 = argmax4(a0.zw, b0.zw);
@@ -586,7 +601,7 @@ fn bn_pool_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 // stores are not needed. An element's dy is its window's pooled dy where it is the window's
 // argmax and 0 elsewhere, with the argmax recomputed from x exactly as the forward computes it
 // (the same fma, ReLU and comparisons, so the same argmax and ties); then the formulas of
-// bn_bwd_reduce_tex and bn_bwd_dx_tex. For p.w a multiple of 4 and H = HW / p.w even (the host
+// bn_bwd_reduce_tex and bn_bwd_dx_tex. For prm.w a multiple of 4 and H = HW / prm.w even (the host
 // checks): texel j of a pooled row's two window rows holds windows 2j and 2j + 1, whose pooled
 // dys are floats 2j, 2j + 1 of the pooled row (read from the pooled dy's texture, below).
 // The pooled dy is a texture (texel t = floats 4t .. 4t + 3 of the N x C x OH x OW buffer, copied
@@ -616,7 +631,7 @@ fn pooled_g(xa: vec4<f32>, xb: vec4<f32>, d: vec2<f32>, sc: f32, sh: f32) -> arr
     let zb = fma(xb, vec4<f32>(sc), vec4<f32>(sh));
     var ya = za;
     var yb = zb;
-    if (p.relu != 0u) {
+    if (prm.relu != 0u) {
         ya = max(za, vec4<f32>(0.0));
         yb = max(zb, vec4<f32>(0.0));
     }
@@ -629,7 +644,7 @@ fn pooled_g(xa: vec4<f32>, xb: vec4<f32>, d: vec2<f32>, sc: f32, sh: f32) -> arr
                        select(z, d.y, a1 == 2u), select(z, d.y, a1 == 3u));
     // the ReLU's mask matters only for a window's top-left element: any other is the argmax
     // only when it is above a value >= 0, so its z > 0
-    if (p.relu != 0u) {
+    if (prm.relu != 0u) {
         ga = select(vec4<f32>(0.0), ga, za > vec4<f32>(0.0));
     }
     return array<vec4<f32>, 2>(ga, gb);
@@ -646,18 +661,19 @@ fn add_pair_sums(sums: array<vec4<f32>, 2>, g: array<vec4<f32>, 2>, xa: vec4<f32
 
 @compute @workgroup_size(WGR)
 fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    prm = p;
     let c = wg.x;
     let st = trstats[c];
     let sc = st.y * trgamma[c];
     let sh = trbeta[c] - st.x * sc;
-    let w4 = p.w / 4u;
-    let oh = p.hw / p.w / 2u;
+    let w4 = prm.w / 4u;
+    let oh = prm.hw / prm.w / 2u;
     // (sum of g * xhat, sum of g)
     var sums = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     // the walk visits the pooled rows (n, r) of channel c
-    for (var w = walk_start(lid, oh); w.n < p.n; w = walk_next(w, oh)) {
-        let nc = w.n * p.c + c;
-        let top = nc * (p.hw / 4u) + 2u * w.r * w4;
+    for (var w = walk_start(lid, oh); w.n < prm.n; w = walk_next(w, oh)) {
+        let nc = w.n * prm.c + c;
+        let top = nc * (prm.hw / 4u) + 2u * w.r * w4;
         let d0 = (nc * oh + w.r) * w4;
         for (var j = 0u; j < w4; j++) {
             let ta = texel_xy(top + j);
@@ -673,7 +689,7 @@ fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_i
 
 // One invocation per pooled row (n, c, r): dx of its two window rows, vec4 stores into a
 // buffer (bn_pool_bwd_dx_tex) or texel stores into the row texture of the conv whose dy it is
-// (bn_pool_bwd_dx_rows_tex; with p.w a multiple of 4 its texels are the buffer's).
+// (bn_pool_bwd_dx_rows_tex; with prm.w a multiple of 4 its texels are the buffer's).
 struct PoolDx {
     ta: u32,    // x texel of the top window row's texel j, and of the bottom row's
     tb: u32,
@@ -683,7 +699,7 @@ struct PoolDx {
 
 // Texel j of pooled row (n, c, r): top = x's first texel of the row's top window row.
 fn pool_dx(d: DxCoefs, top: u32, pr: u32, j: u32) -> PoolDx {
-    let w4 = p.w / 4u;
+    let w4 = prm.w / 4u;
     let ta = texel_xy(top + j);
     let tb = texel_xy(top + w4 + j);
     let xa = textureLoad(tdx_x, ta.xy, ta.z);
@@ -695,17 +711,18 @@ fn pool_dx(d: DxCoefs, top: u32, pr: u32, j: u32) -> PoolDx {
 // x's first texel of pooled row pr's top window row.
 fn pool_row_top(pr: u32, oh: u32) -> u32 {
     let nc = pr / oh;
-    return nc * (p.hw / 4u) + 2u * (pr - nc * oh) * (p.w / 4u);
+    return nc * (prm.hw / 4u) + 2u * (pr - nc * oh) * (prm.w / 4u);
 }
 
 @compute @workgroup_size(64)
 fn bn_pool_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let pr = gid.x + gid.y * nwg.x * 64u;
-    let oh = p.hw / p.w / 2u;
-    if (pr >= p.n * p.c * oh) { return; }
-    let d = dx_coefs((pr / oh) % p.c);
+    let oh = prm.hw / prm.w / 2u;
+    if (pr >= prm.n * prm.c * oh) { return; }
+    let d = dx_coefs((pr / oh) % prm.c);
     let top = pool_row_top(pr, oh);
-    for (var j = 0u; j < p.w / 4u; j++) {
+    for (var j = 0u; j < prm.w / 4u; j++) {
         let q = pool_dx(d, top, pr, j);
         tddx[q.ta] = q.a;
         tddx[q.tb] = q.b;
@@ -714,12 +731,13 @@ fn bn_pool_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 
 @compute @workgroup_size(64)
 fn bn_pool_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let pr = gid.x + gid.y * nwg.x * 64u;
-    let oh = p.hw / p.w / 2u;
-    if (pr >= p.n * p.c * oh) { return; }
-    let d = dx_coefs((pr / oh) % p.c);
+    let oh = prm.hw / prm.w / 2u;
+    if (pr >= prm.n * prm.c * oh) { return; }
+    let d = dx_coefs((pr / oh) % prm.c);
     let top = pool_row_top(pr, oh);
-    for (var j = 0u; j < p.w / 4u; j++) {
+    for (var j = 0u; j < prm.w / 4u; j++) {
         let q = pool_dx(d, top, pr, j);
         let ta = texel_xy(q.ta);
         let tb = texel_xy(q.tb);
@@ -729,16 +747,16 @@ fn bn_pool_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @built
 }
 
 // ---------------------------------------------------------------------------------------------
-// bn_pool_bwd_reduce2_tex / bn_pool_bwd_dx_rows2_tex: the same for any even p.w (and an even H),
-// with dx into the row texture of the conv whose dy it is (rows of ceil(p.w / 4) texels, zeros
-// past p.w). Texel j of a window row holds columns 4j .. 4j + 3 (windows 2j and 2j + 1; the second
+// bn_pool_bwd_reduce2_tex / bn_pool_bwd_dx_rows2_tex: the same for any even prm.w (and an even H),
+// with dx into the row texture of the conv whose dy it is (rows of ceil(prm.w / 4) texels, zeros
+// past prm.w). Texel j of a window row holds columns 4j .. 4j + 3 (windows 2j and 2j + 1; the second
 // only where 2j + 1 < OW), read from x as one texel or halves of two (quad); the pooled dys are
 // two floats. A window that does not exist gets dy 0, so its columns add nothing to the sums, and
 // they are stored as 0.
 // The pooled dys of windows 2j and 2j + 1 of pooled row pr (0 for one that does not exist) from
 // the pooled dy texture t: one texel where both lie in it, else two.
 fn pooled_pair(t: texture_storage_2d_array<rgba32float, read>, pr: u32, j: u32) -> vec2<f32> {
-    let ow = p.w / 2u;
+    let ow = prm.w / 2u;
     let o = pr * ow + 2u * j;
     if (2u * j + 1u >= ow) {
         return vec2<f32>(pdy_one(t, o), 0.0);
@@ -754,22 +772,23 @@ fn pooled_pair(t: texture_storage_2d_array<rgba32float, read>, pr: u32, j: u32) 
 
 @compute @workgroup_size(WGR)
 fn bn_pool_bwd_reduce2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    prm = p;
     let c = wg.x;
     let st = trstats[c];
     let sc = st.y * trgamma[c];
     let sh = trbeta[c] - st.x * sc;
-    let w4 = (p.w + 3u) / 4u;
-    let oh = p.hw / p.w / 2u;
+    let w4 = (prm.w + 3u) / 4u;
+    let oh = prm.hw / prm.w / 2u;
     // (sum of g * xhat, sum of g)
     var sums = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
-    for (var w = walk_start(lid, oh); w.n < p.n; w = walk_next(w, oh)) {
-        let nc = w.n * p.c + c;
+    for (var w = walk_start(lid, oh); w.n < prm.n; w = walk_next(w, oh)) {
+        let nc = w.n * prm.c + c;
         let pr = nc * oh + w.r;
-        let top = nc * p.hw + 2u * w.r * p.w;
+        let top = nc * prm.hw + 2u * w.r * prm.w;
         for (var j = 0u; j < w4; j++) {
-            let second = 4u * j + 2u < p.w;
+            let second = 4u * j + 2u < prm.w;
             let xa = quad(trx, top + 4u * j, second);
-            let xb = quad(trx, top + p.w + 4u * j, second);
+            let xb = quad(trx, top + prm.w + 4u * j, second);
             let g = pooled_g(xa, xb, pooled_pair(trpdy, pr, j), sc, sh);
             sums = add_pair_sums(sums, g, xa, xb, st);
         }
@@ -779,22 +798,23 @@ fn bn_pool_bwd_reduce2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
 
 @compute @workgroup_size(64)
 fn bn_pool_bwd_dx_rows2_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let pr = gid.x + gid.y * nwg.x * 64u;
-    let oh = p.hw / p.w / 2u;
-    if (pr >= p.n * p.c * oh) { return; }
+    let oh = prm.hw / prm.w / 2u;
+    if (pr >= prm.n * prm.c * oh) { return; }
     let nc = pr / oh;
     let r = pr - nc * oh;
-    let d = dx_coefs(nc % p.c);
-    let w4 = (p.w + 3u) / 4u;
-    let top = nc * p.hw + 2u * r * p.w;
-    // texel rows of the two window rows in the row texture (p.hw / p.w rows per plane)
-    let row_a = (nc * (p.hw / p.w) + 2u * r) * w4;
+    let d = dx_coefs(nc % prm.c);
+    let w4 = (prm.w + 3u) / 4u;
+    let top = nc * prm.hw + 2u * r * prm.w;
+    // texel rows of the two window rows in the row texture (prm.hw / prm.w rows per plane)
+    let row_a = (nc * (prm.hw / prm.w) + 2u * r) * w4;
     for (var j = 0u; j < w4; j++) {
-        let second = 4u * j + 2u < p.w;
+        let second = 4u * j + 2u < prm.w;
         let xa = quad(tdx_x, top + 4u * j, second);
-        let xb = quad(tdx_x, top + p.w + 4u * j, second);
+        let xb = quad(tdx_x, top + prm.w + 4u * j, second);
         let g = pooled_g(xa, xb, pooled_pair(tdx_pdy, pr, j), d.sc, d.sh);
-        let keep = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.w);
+        let keep = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(prm.w);
         let ta = texel_xy(row_a + j);
         let tb = texel_xy(row_a + w4 + j);
         textureStore(tdx_rows, ta.xy, ta.z, select(vec4<f32>(0.0), dx4_of_g(d, xa, g[0]), keep));

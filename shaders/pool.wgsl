@@ -7,6 +7,9 @@ struct PoolParams {
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
+// The params, copied into private registers at the start of every entry point (llvmpipe otherwise
+// reloads the uniform buffer inside loops).
+var<private> prm: PoolParams;
 
 override WG: u32 = 256;
 
@@ -14,12 +17,12 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// The first element of output row r's top input row, in units of `per_row` per input row (p.w
-// floats, or p.w / 2 vec2s).
+// The first element of output row r's top input row, in units of `per_row` per input row (prm.w
+// floats, or prm.w / 2 vec2s).
 fn window_top(r: u32, per_row: u32) -> u32 {
-    let oh = r % p.oh;
-    let nc = r / p.oh;
-    return (nc * p.h + 2u * oh) * per_row;
+    let oh = r % prm.oh;
+    let nc = r / prm.oh;
+    return (nc * prm.h + 2u * oh) * per_row;
 }
 
 // maxpool2_fwd: out y, arg; in x
@@ -31,19 +34,20 @@ fn window_top(r: u32, per_row: u32) -> u32 {
 // division is scalar code on CPU-backed devices) is paid once per row, not per element.
 @compute @workgroup_size(WG)
 fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let r = flat(gid, nwg);
-    if (r >= p.n * p.c * p.oh) { return; }
-    let row0 = window_top(r, p.w);
-    let o0 = r * p.ow;
-    for (var ow = 0u; ow < p.ow; ow++) {
+    if (r >= prm.n * prm.c * prm.oh) { return; }
+    let row0 = window_top(r, prm.w);
+    let o0 = r * prm.ow;
+    for (var ow = 0u; ow < prm.ow; ow++) {
         let base = row0 + 2u * ow;
         var best = fx[base];
         var arg = 0u;
         let v1 = fx[base + 1u];
         if (v1 > best) { best = v1; arg = 1u; }
-        let v2 = fx[base + p.w];
+        let v2 = fx[base + prm.w];
         if (v2 > best) { best = v2; arg = 2u; }
-        let v3 = fx[base + p.w + 1u];
+        let v3 = fx[base + prm.w + 1u];
         if (v3 > best) { best = v3; arg = 3u; }
         fy[o0 + ow] = best;
         farg[o0 + ow] = arg;
@@ -60,30 +64,31 @@ fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 
 @compute @workgroup_size(WG)
 fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let r = flat(gid, nwg);
-    if (r >= p.n * p.c * p.oh) { return; }
-    let row0 = window_top(r, p.w);
-    let o0 = r * p.ow;
-    let last_row = r % p.oh + 1u == p.oh && p.h % 2u == 1u;
-    for (var ow = 0u; ow < p.ow; ow++) {
+    if (r >= prm.n * prm.c * prm.oh) { return; }
+    let row0 = window_top(r, prm.w);
+    let o0 = r * prm.ow;
+    let last_row = r % prm.oh + 1u == prm.oh && prm.h % 2u == 1u;
+    for (var ow = 0u; ow < prm.ow; ow++) {
         let g = bdy[o0 + ow];
         let a = barg[o0 + ow];
         let base = row0 + 2u * ow;
         bdx[base] = select(0.0, g, a == 0u);
         bdx[base + 1u] = select(0.0, g, a == 1u);
-        bdx[base + p.w] = select(0.0, g, a == 2u);
-        bdx[base + p.w + 1u] = select(0.0, g, a == 3u);
+        bdx[base + prm.w] = select(0.0, g, a == 2u);
+        bdx[base + prm.w + 1u] = select(0.0, g, a == 3u);
         if (last_row) {
-            bdx[base + 2u * p.w] = 0.0;
-            bdx[base + 2u * p.w + 1u] = 0.0;
+            bdx[base + 2u * prm.w] = 0.0;
+            bdx[base + 2u * prm.w + 1u] = 0.0;
         }
     }
-    if (p.w % 2u == 1u) {
-        let base = row0 + 2u * p.ow;
+    if (prm.w % 2u == 1u) {
+        let base = row0 + 2u * prm.ow;
         bdx[base] = 0.0;
-        bdx[base + p.w] = 0.0;
+        bdx[base + prm.w] = 0.0;
         if (last_row) {
-            bdx[base + 2u * p.w] = 0.0;
+            bdx[base + 2u * prm.w] = 0.0;
         }
     }
 }
@@ -97,12 +102,13 @@ fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 
 @compute @workgroup_size(WG)
 fn maxpool2_fwd2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let r = flat(gid, nwg);
-    if (r >= p.n * p.c * p.oh) { return; }
-    let w2 = p.w / 2u;
+    if (r >= prm.n * prm.c * prm.oh) { return; }
+    let w2 = prm.w / 2u;
     let top = window_top(r, w2);
-    let o0 = r * p.ow;
-    for (var ow = 0u; ow < p.ow; ow++) {
+    let o0 = r * prm.ow;
+    for (var ow = 0u; ow < prm.ow; ow++) {
         let a = fx2[top + ow];
         let b = fx2[top + w2 + ow];
         var best = a.x;
@@ -121,13 +127,14 @@ fn maxpool2_fwd2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 
 @compute @workgroup_size(WG)
 fn maxpool2_bwd2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let r = flat(gid, nwg);
-    if (r >= p.n * p.c * p.oh) { return; }
-    let w2 = p.w / 2u;
+    if (r >= prm.n * prm.c * prm.oh) { return; }
+    let w2 = prm.w / 2u;
     let top = window_top(r, w2);
-    let o0 = r * p.ow;
-    let last_row = r % p.oh + 1u == p.oh && p.h % 2u == 1u;
-    for (var ow = 0u; ow < p.ow; ow++) {
+    let o0 = r * prm.ow;
+    let last_row = r % prm.oh + 1u == prm.oh && prm.h % 2u == 1u;
+    for (var ow = 0u; ow < prm.ow; ow++) {
         let g = bdy2[o0 + ow];
         let a = barg2[o0 + ow];
         bdx2[top + ow] = vec2<f32>(select(0.0, g, a == 0u), select(0.0, g, a == 1u));
@@ -147,12 +154,13 @@ fn maxpool2_bwd2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 
 @compute @workgroup_size(WG)
 fn maxpool2_bwd4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let r = flat(gid, nwg);
-    if (r >= p.n * p.c * p.oh) { return; }
-    let w4 = p.w / 4u;
+    if (r >= prm.n * prm.c * prm.oh) { return; }
+    let w4 = prm.w / 4u;
     let top = window_top(r, w4);
     let o2 = r * w4;
-    let last_row = r % p.oh + 1u == p.oh && p.h % 2u == 1u;
+    let last_row = r % prm.oh + 1u == prm.oh && prm.h % 2u == 1u;
     for (var k = 0u; k < w4; k++) {
         let g = bdy4[o2 + k];
         let a = barg4[o2 + k];
@@ -174,9 +182,10 @@ fn maxpool2_bwd4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 
 @compute @workgroup_size(WG)
 fn gap_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i >= p.n * p.c) { return; }
-    let hw = p.h * p.w;
+    if (i >= prm.n * prm.c) { return; }
+    let hw = prm.h * prm.w;
     var s = 0.0;
     for (var j = 0u; j < hw; j++) { s += gx[i * hw + j]; }
     gy[i] = s / f32(hw);
@@ -189,9 +198,10 @@ fn gap_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 // One invocation per (n, c).
 @compute @workgroup_size(WG)
 fn gap_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let i = flat(gid, nwg);
-    if (i >= p.n * p.c) { return; }
-    let hw = p.h * p.w;
+    if (i >= prm.n * prm.c) { return; }
+    let hw = prm.h * prm.w;
     let g = gdy[i] / f32(hw);
     for (var j = 0u; j < hw; j++) {
         gdx[i * hw + j] = g;

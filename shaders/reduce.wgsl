@@ -16,6 +16,9 @@ struct ReduceParams {
 }
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
+// The params, copied into private registers at the start of every entry point (llvmpipe otherwise
+// reloads the uniform buffer inside loops).
+var<private> prm: ReduceParams;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 
@@ -35,12 +38,12 @@ fn combine(op: u32, a: f32, b: f32) -> f32 {
 }
 
 fn reduce_row(op: u32, row: u32, lid: u32) -> f32 {
-    let count = p.outer * p.inner;
+    let count = prm.outer * prm.inner;
     var acc = 0.0;
     for (var e = lid; e < count; e += WGR) {
-        let o = e / p.inner;
-        let i = e - o * p.inner;
-        acc = fold(op, acc, x[(o * p.rows + row) * p.inner + i]);
+        let o = e / prm.inner;
+        let i = e - o * prm.inner;
+        acc = fold(op, acc, x[(o * prm.rows + row) * prm.inner + i]);
     }
     part[lid] = acc;
     workgroupBarrier();
@@ -60,34 +63,38 @@ fn row_of(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
 @compute @workgroup_size(256)
 fn reduce_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
+    prm = p;
     let row = row_of(wg, nwg);
-    let r = reduce_row(0u, min(row, p.rows - 1u), lid);
-    if (lid == 0u && row < p.rows) { out[row] = r; }
+    let r = reduce_row(0u, min(row, prm.rows - 1u), lid);
+    if (lid == 0u && row < prm.rows) { out[row] = r; }
 }
 
 @compute @workgroup_size(256)
 fn reduce_max_abs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
+    prm = p;
     let row = row_of(wg, nwg);
-    let r = reduce_row(1u, min(row, p.rows - 1u), lid);
-    if (lid == 0u && row < p.rows) { out[row] = r; }
+    let r = reduce_row(1u, min(row, prm.rows - 1u), lid);
+    if (lid == 0u && row < prm.rows) { out[row] = r; }
 }
 
 @compute @workgroup_size(256)
 fn reduce_mean_abs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
+    prm = p;
     let row = row_of(wg, nwg);
-    let r = reduce_row(2u, min(row, p.rows - 1u), lid);
-    if (lid == 0u && row < p.rows) { out[row] = r / f32(max(p.outer * p.inner, 1u)); }
+    let r = reduce_row(2u, min(row, prm.rows - 1u), lid);
+    if (lid == 0u && row < prm.rows) { out[row] = r / f32(max(prm.outer * prm.inner, 1u)); }
 }
 
 @compute @workgroup_size(64)
 fn reduce_outer_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    prm = p;
     let row = gid.x + gid.y * nwg.x * 64u;
-    if (row >= p.rows) { return; }
+    if (row >= prm.rows) { return; }
     var acc = 0.0;
-    for (var o = 0u; o < p.outer; o++) {
-        acc += x[o * p.rows + row];
+    for (var o = 0u; o < prm.outer; o++) {
+        acc += x[o * prm.rows + row];
     }
     out[row] = acc;
 }
