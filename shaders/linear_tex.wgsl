@@ -262,3 +262,76 @@ fn linear_tex4(@builtin(workgroup_id) wg: vec3<u32>,
     store_row4(row0 + 6u, col, c6);
     store_row4(row0 + 7u, col, c7);
 }
+
+// ---------------------------------------------------------------------------------------------
+// linear_bwd_tex4: a linear layer's backward pass in one dispatch (on llvmpipe every dispatch
+// costs a fixed wake-up and wait of the worker threads). Workgroups with wg.y < bp.split run the
+// TN GEMM of bp.a (dW = dz^T x into c4v, with the bias gradient in colsum), the others the NN GEMM
+// of bp.b (dx = dz W into dx4, zeroed where the mask source aux4 is not positive when MASK = 1).
+// dz is tex_a for both, x tex_b, W tex_w. Both products have rows of n floats, n % 4 == 0 (the
+// same n: the layer's fin), so the grid's column blocks serve both, and stores are vec4s guarded
+// as linear_tex4's.
+struct BwdParams {
+    a: LinParams,
+    b: LinParams,
+    split: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> bp: BwdParams;
+@group(0) @binding(6) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(7) var tex_w: texture_storage_2d_array<rgba32float, read>;
+
+fn store_dw4(lp: LinParams, r: u32, col: u32, v: vec4<f32>) {
+    if (r >= lp.m || col >= lp.n) {
+        return;
+    }
+    c4v[(r * lp.n + col) / 4u] = v;
+}
+
+fn store_dx4(lp: LinParams, r: u32, col: u32, v: vec4<f32>) {
+    if (r >= lp.m || col >= lp.n) {
+        return;
+    }
+    let idx = (r * lp.n + col) / 4u;
+    var x = v;
+    if (MASK == 1u) {
+        x = select(vec4<f32>(0.0), x, aux4[idx] > vec4<f32>(0.0));
+    }
+    dx4[idx] = x;
+}
+
+@compute @workgroup_size(WG)
+fn linear_bwd_tex4(@builtin(workgroup_id) wg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32,
+                   @builtin(subgroup_invocation_id) sl: u32) {
+    let col4 = wg.x * 8u + sl;
+    let col = col4 * 4u;
+    if (wg.y < bp.split) {
+        let lp = bp.a;
+        let row0 = wg.y * WG + (li / 8u) * 8u;
+        gemm_with(2u, lp, tex_a, tex_b, col4, row0, sl, wg.x == 0u, SUM == 1u);
+        store_dw4(lp, row0, col, c0);
+        store_dw4(lp, row0 + 1u, col, c1);
+        store_dw4(lp, row0 + 2u, col, c2);
+        store_dw4(lp, row0 + 3u, col, c3);
+        store_dw4(lp, row0 + 4u, col, c4);
+        store_dw4(lp, row0 + 5u, col, c5);
+        store_dw4(lp, row0 + 6u, col, c6);
+        store_dw4(lp, row0 + 7u, col, c7);
+    } else {
+        let lp = bp.b;
+        let row0 = (wg.y - bp.split) * WG + (li / 8u) * 8u;
+        gemm_with(1u, lp, tex_a, tex_w, col4, row0, sl, false, false);
+        store_dx4(lp, row0, col, c0);
+        store_dx4(lp, row0 + 1u, col, c1);
+        store_dx4(lp, row0 + 2u, col, c2);
+        store_dx4(lp, row0 + 3u, col, c3);
+        store_dx4(lp, row0 + 4u, col, c4);
+        store_dx4(lp, row0 + 5u, col, c5);
+        store_dx4(lp, row0 + 6u, col, c6);
+        store_dx4(lp, row0 + 7u, col, c7);
+    }
+}

@@ -313,3 +313,113 @@ fn linear_tex_rejects_operands_that_do_not_chain() {
         .expect("a 64-float buffer cannot hold 9 x 8");
     assert!(err.to_string().contains("holds 64"), "{err}");
 }
+
+/// linear_bwd_tex4 (a layer's backward-weight, bias gradient and backward-data in one dispatch)
+/// against the two linear_tex dispatches, bit for bit, with poisoned outputs: LeNet's three layers
+/// at batch 64 and 1, a ragged batch over several row blocks, both workgroup sizes, with and
+/// without the ReLU mask; and the refusal of rows that are not whole vec4s.
+#[test]
+fn linear_bwd_fused_matches_the_two_gemms_bit_for_bit() {
+    let Some(g) = gpu() else { return };
+    if !GemmVariant::tex_supported(g) {
+        eprintln!(
+            "linear_bwd_tex4: this adapter has no 8-wide subgroups; the plan never uses it here"
+        );
+        return;
+    }
+    // (batch, fin, fout)
+    let shapes = [
+        (64, 400, 120),
+        (64, 120, 84),
+        (64, 84, 10),
+        (1, 84, 10),
+        (130, 44, 67),
+        (3, 4, 1),
+        (5, 7, 3),
+    ];
+    let bits =
+        |t: &Tensor| -> Vec<u32> { t.to_f32(g).unwrap().iter().map(|v| v.to_bits()).collect() };
+    for (i, &(batch, fin, fout)) in shapes.iter().enumerate() {
+        for masked in [false, true] {
+            let mut rng = Rng::new(900 + i as u64);
+            let dz = rng.vec(batch * fout, -1.0, 1.0);
+            let x = rng.vec(batch * fin, -1.0, 1.0);
+            let w = rng.vec(fout * fin, -1.0, 1.0);
+            let mut src = rng.vec(batch * fin, -1.0, 1.0);
+            src.iter_mut().for_each(|v| *v = v.max(0.0));
+            let up = |label: &str, v: &[f32]| Tensor::from_f32(g, label, &[v.len()], v).unwrap();
+            let (tdz, tx, tw, tsrc) = (up("dz", &dz), up("x", &x), up("w", &w), up("src", &src));
+            let outs = || {
+                let t: Vec<Tensor> = [fout * fin, fout, batch * fin]
+                    .iter()
+                    .map(|&n| up("out", &vec![0.0; n]))
+                    .collect();
+                t.iter().for_each(|o| o.poison(g, POISON));
+                t
+            };
+            let (sz, rz) = linear::rows_tex(g, "dz", batch, fout, &tdz.buf).unwrap();
+            let (sx, rx) = linear::rows_tex(g, "x", batch, fin, &tx.buf).unwrap();
+            let (sw, rw) = linear::rows_tex(g, "w", fout, fin, &tw.buf).unwrap();
+            Op {
+                steps: vec![sz, sx, sw],
+                textures: Vec::new(),
+            }
+            .run(g);
+            let mask = masked.then_some(&tsrc.buf);
+            let epi = mask.map_or(Epilogue::None, Epilogue::Mask);
+            let two = outs();
+            linear::gemm(
+                g,
+                Form::Tn,
+                &rz,
+                &rx,
+                &two[0].buf,
+                Epilogue::None,
+                Some(&two[1].buf),
+            )
+            .unwrap()
+            .run(g);
+            linear::gemm(g, Form::Nn, &rz, &rw, &two[2].buf, epi, None)
+                .unwrap()
+                .run(g);
+            let one = outs();
+            let d = linear::gemm_bwd(
+                g,
+                &rz,
+                &rx,
+                &rw,
+                &one[0].buf,
+                &one[1].buf,
+                &one[2].buf,
+                mask,
+            );
+            if !linear::bwd_fused_ok(fin) {
+                let e = d
+                    .err()
+                    .expect("rows of fin floats that are not whole vec4s");
+                assert!(e.to_string().contains("multiples of 4"), "{e}");
+                continue;
+            }
+            d.unwrap().run(g);
+            let case = format!("batch {batch}, {fin} -> {fout}, mask {masked}");
+            assert_eq!(bits(&one[0]), bits(&two[0]), "dW, {case}");
+            assert_eq!(bits(&one[1]), bits(&two[1]), "bias gradient, {case}");
+            assert_eq!(bits(&one[2]), bits(&two[2]), "dx, {case}");
+            // and the products themselves, against the f64 twin
+            let want = reference::gemm::linear_tex(
+                Form::Nn,
+                (batch, fin, fout),
+                &dz,
+                &w,
+                None,
+                masked.then_some(&src[..]),
+            );
+            assert_close(
+                &format!("dx, {case}"),
+                &one[2].to_f32(g).unwrap(),
+                &want,
+                Tol::BALANCED,
+            );
+        }
+    }
+}

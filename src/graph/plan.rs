@@ -1339,7 +1339,29 @@ fn plan_linear_tex(
     };
     let (sg, tg) = linear::rows_tex(gpu, "linear dz", n, l.fout, b.buf(gz))?;
     steps.push(sg);
-    // dW = dzᵀ x, and the bias gradient (dz summed over the batch) in the same pass
+    // dW = dzᵀ x with the bias gradient (dz summed over the batch), and dx = dz W: one dispatch
+    // where dx's rows are vec4s (every dispatch costs a fixed wake-up on CPU-backed adapters)
+    if let Some(gx) = gx.filter(|_| linear::bwd_fused_ok(l.fin)) {
+        let mask = l.mask_dx.then(|| b.buf(x));
+        steps.push(
+            linear::gemm_bwd(
+                gpu,
+                &tg,
+                &tx,
+                &tw,
+                &w.grad.buf,
+                &bias.grad.buf,
+                b.buf(gx),
+                mask,
+            )?
+            .into(),
+        );
+        b.bwd.push(Op {
+            steps,
+            textures: vec![tg.texture],
+        });
+        return Ok(());
+    }
     let dw = linear::gemm(
         gpu,
         Form::Tn,

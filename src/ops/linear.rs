@@ -133,17 +133,27 @@ pub fn rows_tex(
     ))
 }
 
-/// One `linear_tex` dispatch: C ([m][n] in `c`) = the `form` product of `a` and `b`, then `epi`;
-/// with `colsum` (form `Tn` only) also colsum[m] = Σ_k A[k][m] (the bias gradient).
-pub fn gemm(
+/// A validated `linear_tex` product: its params and the resources its epilogue binds.
+struct Checked<'a> {
+    p: LinParams,
+    cols: usize,
+    aux: Option<&'a wgpu::Buffer>,
+    bias: f64,
+    relu: f64,
+    mask: f64,
+}
+
+/// Checks that `form` of `a` and `b` chains, that `c` (and `colsum`, the epilogue's buffer) hold
+/// what the product writes and reads, and that the grid fits the device.
+fn check<'a>(
     gpu: &Gpu,
     form: Form,
     a: &RowsTex,
     b: &RowsTex,
     c: &wgpu::Buffer,
-    epi: Epilogue<'_>,
+    epi: Epilogue<'a>,
     colsum: Option<&wgpu::Buffer>,
-) -> Result<Dispatch> {
+) -> Result<Checked<'a>> {
     let (m, n, k, ok) = match form {
         Form::Nt => (a.rows, b.rows, a.cols, a.cols == b.cols),
         Form::Nn => (a.rows, b.cols, a.cols, a.cols == b.rows),
@@ -174,31 +184,18 @@ pub fn gemm(
         });
     }
     let mut need = vec![("C", c, m * n)];
-    // bound where the kernel takes no aux or no colsum (it never touches them)
-    let unused = |label| {
-        gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
-    };
-    let (dummy, dummy_sum) = (
-        unused("linear_tex unused aux"),
-        unused("linear_tex unused colsum"),
-    );
     if let Some(cs) = colsum {
         need.push(("colsum", cs, m));
     }
     let (aux, bias, relu, mask) = match epi {
-        Epilogue::None => (&dummy, 0.0, 0.0, 0.0),
+        Epilogue::None => (None, 0.0, 0.0, 0.0),
         Epilogue::Bias { bias, relu } => {
             need.push(("bias", bias, n));
-            (bias, 1.0, f64::from(u8::from(relu)), 0.0)
+            (Some(bias), 1.0, f64::from(u8::from(relu)), 0.0)
         }
         Epilogue::Mask(src) => {
             need.push(("mask source", src, m * n));
-            (src, 0.0, 0.0, 1.0)
+            (Some(src), 0.0, 0.0, 1.0)
         }
     };
     for (what, buf, floats) in need {
@@ -213,34 +210,73 @@ pub fn gemm(
             });
         }
     }
-    // 64 invocations per workgroup, or 8 where that leaves fewer than LINEAR_MIN_GROUPS
-    // workgroups (llvmpipe splits a dispatch's workgroups evenly among its threads up front)
     let cols = n.div_ceil(4).div_ceil(8);
-    let wg = if cols * m.div_ceil(64) < LINEAR_MIN_GROUPS {
-        8
-    } else {
-        64
-    };
-    let groups = [cols as u32, m.div_ceil(wg) as u32, 1];
-    if groups[..2]
-        .iter()
-        .any(|&g| g > gpu.limits.max_compute_workgroups_per_dimension)
-    {
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    if cols > max || m.div_ceil(8) > max {
         return Err(Error::Shape {
             op: "linear",
             msg: format!("{} exceeds the device's workgroup grid", shape()),
         });
     }
-    let p = LinParams {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        k4: k.div_ceil(4) as u32,
-        a_rows: a.rows as u32,
-        a_rs4: a.rs4() as u32,
-        b_rows: b.rows as u32,
-        b_rs4: b.rs4() as u32,
-    };
+    Ok(Checked {
+        p: LinParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            k4: k.div_ceil(4) as u32,
+            a_rows: a.rows as u32,
+            a_rs4: a.rs4() as u32,
+            b_rows: b.rows as u32,
+            b_rs4: b.rs4() as u32,
+        },
+        cols,
+        aux,
+        bias,
+        relu,
+        mask,
+    })
+}
+
+/// A 16-byte storage buffer bound where a kernel never touches the binding.
+fn unused(gpu: &Gpu, label: &str) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    })
+}
+
+/// 64 invocations per workgroup, or 8 where `groups64` 64-invocation workgroups would be fewer
+/// than LINEAR_MIN_GROUPS (llvmpipe splits a dispatch's workgroups evenly among its threads up
+/// front).
+fn workgroup(groups64: usize) -> usize {
+    if groups64 < LINEAR_MIN_GROUPS {
+        8
+    } else {
+        64
+    }
+}
+
+/// One `linear_tex` dispatch: C ([m][n] in `c`) = the `form` product of `a` and `b`, then `epi`;
+/// with `colsum` (form `Tn` only) also colsum[m] = Σ_k A[k][m] (the bias gradient).
+pub fn gemm(
+    gpu: &Gpu,
+    form: Form,
+    a: &RowsTex,
+    b: &RowsTex,
+    c: &wgpu::Buffer,
+    epi: Epilogue<'_>,
+    colsum: Option<&wgpu::Buffer>,
+) -> Result<Dispatch> {
+    let ck = check(gpu, form, a, b, c, epi, colsum)?;
+    let (m, n) = (ck.p.m as usize, ck.p.n as usize);
+    let (dummy, dummy_sum) = (
+        unused(gpu, "linear_tex unused aux"),
+        unused(gpu, "linear_tex unused colsum"),
+    );
+    let wg = workgroup(ck.cols * m.div_ceil(64));
+    let groups = [ck.cols as u32, m.div_ceil(wg) as u32, 1];
     let spec = KernelSpec::new(
         ShaderId::LinearTex,
         if n.is_multiple_of(4) {
@@ -258,22 +294,120 @@ pub fn gemm(
         ],
     )
     .with("FORM", form.id())
-    .with("BIAS", bias)
-    .with("RELU", relu)
-    .with("MASK", mask)
+    .with("BIAS", ck.bias)
+    .with("RELU", ck.relu)
+    .with("MASK", ck.mask)
     .with("SUM", f64::from(u8::from(colsum.is_some())))
     .with("WG", wg as f64);
     Dispatch::with_resources(
         gpu,
         &spec,
-        &p,
+        &ck.p,
         &[
             Res::from(c),
             Res::View(&a.view),
             Res::View(&b.view),
-            Res::from(aux),
+            Res::from(ck.aux.unwrap_or(&dummy)),
             Res::from(colsum.unwrap_or(&dummy_sum)),
         ],
         groups,
+    )
+}
+
+crate::gpu_params!(
+    ShaderId::LinearTex,
+    /// Mirrors `BwdParams`.
+    pub struct BwdParams {
+        pub a: LinParams,
+        pub b: LinParams,
+        pub split: u32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+        pub _pad2: u32,
+    }
+);
+
+/// Whether [`gemm_bwd`] runs a layer of `fin` inputs: its outputs are rows of `fin` floats, stored
+/// as vec4s.
+pub fn bwd_fused_ok(fin: usize) -> bool {
+    fin.is_multiple_of(4)
+}
+
+/// A linear layer's backward pass in one dispatch (`linear_bwd_tex4`): dW (`dw`, [fout][fin]) =
+/// dzᵀ x with the bias gradient in `db`, and dx (`dx`, [batch][fin]) = dz W, zeroed where `mask`
+/// (the layer input, after the previous layer's ReLU) is not positive. The same products, in the
+/// same order, as the two [`gemm`] dispatches of forms `Tn` and `Nn`. See [`bwd_fused_ok`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bwd(
+    gpu: &Gpu,
+    dz: &RowsTex,
+    x: &RowsTex,
+    w: &RowsTex,
+    dw: &wgpu::Buffer,
+    db: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    mask: Option<&wgpu::Buffer>,
+) -> Result<Dispatch> {
+    let ta = check(gpu, Form::Tn, dz, x, dw, Epilogue::None, Some(db))?;
+    let epi = mask.map_or(Epilogue::None, Epilogue::Mask);
+    let nb = check(gpu, Form::Nn, dz, w, dx, epi, None)?;
+    if !bwd_fused_ok(ta.p.n as usize) || ta.p.n != nb.p.n {
+        return Err(Error::Shape {
+            op: "linear",
+            msg: format!(
+                "fused backward: dW and dx rows of {} and {} floats, needs equal multiples of 4",
+                ta.p.n, nb.p.n
+            ),
+        });
+    }
+    let (ma, mb) = (ta.p.m as usize, nb.p.m as usize);
+    let cols = ta.cols;
+    let wg = workgroup(cols * (ma.div_ceil(64) + mb.div_ceil(64)));
+    let split = ma.div_ceil(wg);
+    let rows = split + mb.div_ceil(wg);
+    if rows > gpu.limits.max_compute_workgroups_per_dimension as usize {
+        return Err(Error::Shape {
+            op: "linear",
+            msg: format!("fused backward of {ma} + {mb} rows exceeds the device's workgroup grid"),
+        });
+    }
+    let dummy = unused(gpu, "linear_bwd_tex4 unused mask");
+    let spec = KernelSpec::new(
+        ShaderId::LinearTex,
+        "linear_bwd_tex4",
+        &[
+            Binding::Uniform,
+            Binding::ReadWrite,
+            Binding::TexRead,
+            Binding::TexRead,
+            Binding::Read,
+            Binding::ReadWrite,
+            Binding::ReadWrite,
+            Binding::TexRead,
+        ],
+    )
+    .with("MASK", nb.mask)
+    .with("SUM", 1.0)
+    .with("WG", wg as f64);
+    let p = BwdParams {
+        a: ta.p,
+        b: nb.p,
+        split: split as u32,
+        ..Default::default()
+    };
+    Dispatch::with_resources(
+        gpu,
+        &spec,
+        &p,
+        &[
+            Res::from(dw),
+            Res::View(&dz.view),
+            Res::View(&x.view),
+            Res::from(mask.unwrap_or(&dummy)),
+            Res::from(db),
+            Res::from(dx),
+            Res::View(&w.view),
+        ],
+        [cols as u32, rows as u32, 1],
     )
 }
