@@ -225,14 +225,14 @@ fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
 @group(0) @binding(4) var<storage, read> aux4: array<vec4<f32>>;
 
 // Row r, columns col .. col + 3 of C as one vec4 (p.n % 4 == 0, so col < p.n holds all four).
-fn store_row4(r: u32, col: u32, v: vec4<f32>) {
-    if (r >= p.m || col >= p.n) {
+fn store_row4(lp: LinParams, r: u32, col: u32, v: vec4<f32>, bias: vec4<f32>) {
+    if (r >= lp.m || col >= lp.n) {
         return;
     }
-    let idx = (r * p.n + col) / 4u;
+    let idx = (r * lp.n + col) / 4u;
     var x = v;
     if (BIAS == 1u) {
-        x += aux4[col / 4u];
+        x += bias;
     }
     if (RELU == 1u) {
         x = max(x, vec4<f32>(0.0));
@@ -251,16 +251,22 @@ fn linear_tex4(@builtin(workgroup_id) wg: vec3<u32>,
                @builtin(subgroup_invocation_id) sl: u32) {
     let col4 = wg.x * 8u + sl;
     let row0 = wg.y * WG + (li / 8u) * 8u;
-    gemm_with(FORM, p, tex_a, tex_b, col4, row0, sl, wg.x == 0u, SUM == 1u && FORM == 2u);
+    let lp = p;
+    gemm_with(FORM, lp, tex_a, tex_b, col4, row0, sl, wg.x == 0u, SUM == 1u && FORM == 2u);
     let col = col4 * 4u;
-    store_row4(row0, col, c0);
-    store_row4(row0 + 1u, col, c1);
-    store_row4(row0 + 2u, col, c2);
-    store_row4(row0 + 3u, col, c3);
-    store_row4(row0 + 4u, col, c4);
-    store_row4(row0 + 5u, col, c5);
-    store_row4(row0 + 6u, col, c6);
-    store_row4(row0 + 7u, col, c7);
+    // the lane's 4 bias values, loaded once for its 8 rows
+    var bias = vec4<f32>(0.0);
+    if (BIAS == 1u && col < lp.n) {
+        bias = aux4[col / 4u];
+    }
+    store_row4(lp, row0, col, c0, bias);
+    store_row4(lp, row0 + 1u, col, c1, bias);
+    store_row4(lp, row0 + 2u, col, c2, bias);
+    store_row4(lp, row0 + 3u, col, c3, bias);
+    store_row4(lp, row0 + 4u, col, c4, bias);
+    store_row4(lp, row0 + 5u, col, c5, bias);
+    store_row4(lp, row0 + 6u, col, c6, bias);
+    store_row4(lp, row0 + 7u, col, c7, bias);
 }
 
 // ---------------------------------------------------------------------------------------------
