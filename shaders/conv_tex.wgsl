@@ -285,10 +285,7 @@ fn fetch_x(row: u32, rowok: bool, jj: i32) -> vec4<f32> {
 }
 
 // Accumulates the CO channels x 4 columns of output item `item` into c0..c7 (and d0..d7).
-fn conv_acc(item: u32, co0: u32, sl: u32) {
-    let j = item % q.ow4;
-    let oh = (item / q.ow4) % q.oh;
-    let n = item / (q.ow4 * q.oh);
+fn conv_acc(n: u32, oh: u32, j: u32, co0: u32, sl: u32) {
     let kt = (K + 3u) / 4u;
     let wra = co0 + sl;
     let wrb = co0 + 8u + sl;
@@ -385,21 +382,37 @@ fn store_cols(n: u32, row: u32, j: u32, co0: u32, nc: u32) {
     }
 }
 
+// The output item of invocation li of workgroup wgx: image n, output row oh, texel column j, and
+// whether it exists (an invocation past the last item computes the last one, uniform control
+// flow for the broadcasts, and stores nothing).
+struct Item {
+    n: u32,
+    oh: u32,
+    j: u32,
+    ok: bool,
+}
+
+// Accumulates the CO channels from co0 of the invocation's item into c0..c7 (and d0..d7) and
+// returns the item.
+fn conv_item(wgx: u32, li: u32, co0: u32, sl: u32) -> Item {
+    let total = q.n * q.oh * q.ow4;
+    let raw = wgx * 64u + li;
+    let item = min(raw, total - 1u);
+    let r = item / q.ow4;
+    let it = Item(r / q.oh, r % q.oh, item - r * q.ow4, raw < total);
+    conv_acc(it.n, it.oh, it.j, co0, sl);
+    return it;
+}
+
 // Any output width: scalar stores, the last texel of a row cut at q.ow.
 @compute @workgroup_size(64)
 fn conv_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
             @builtin(subgroup_invocation_id) sl: u32) {
     q = p;
-    let total = q.n * q.oh * q.ow4;
-    let item_raw = wg.x * 64u + li;
-    let item = min(item_raw, total - 1u);
     let co0 = wg.y * CO;
-    conv_acc(item, co0, sl);
-    if (item_raw < total) {
-        let j = item % q.ow4;
-        let oh = (item / q.ow4) % q.oh;
-        let n = item / (q.ow4 * q.oh);
-        store_cols(n, oh, j, co0, CO);
+    let it = conv_item(wg.x, li, co0, sl);
+    if (it.ok) {
+        store_cols(it.n, it.oh, it.j, co0, CO);
     }
 }
 
@@ -410,16 +423,12 @@ fn conv_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
 fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
              @builtin(subgroup_invocation_id) sl: u32) {
     q = p;
-    let total = q.n * q.oh * q.ow4;
-    let item_raw = wg.x * 64u + li;
-    let item = min(item_raw, total - 1u);
     let co0 = wg.y * CO;
-    conv_acc(item, co0, sl);
-    if (item_raw < total) {
-        // with q.ow % 4 == 0, item * 4 is the offset of the item inside its image's plane
-        let n = item / (q.ow4 * q.oh);
+    let it = conv_item(wg.x, li, co0, sl);
+    if (it.ok) {
+        // with q.ow % 4 == 0, texel (oh, j) of a plane is whole
         let ohw4 = q.oh * q.ow4;
-        let base = n * q.cout * ohw4 + item % ohw4;
+        let base = it.n * q.cout * ohw4 + it.oh * q.ow4 + it.j;
         for (var c = 0u; c < CO; c++) {
             if (co0 + c < q.cout) {
                 let i = base + (co0 + c) * ohw4;
@@ -441,15 +450,12 @@ fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 fn conv_tex2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
              @builtin(subgroup_invocation_id) sl: u32) {
     q = p;
-    let total = q.n * q.oh * q.ow4;
-    let item_raw = wg.x * 64u + li;
-    let item = min(item_raw, total - 1u);
     let co0 = wg.y * CO;
-    conv_acc(item, co0, sl);
-    if (item_raw < total) {
-        let j = item % q.ow4;
-        let oh = (item / q.ow4) % q.oh;
-        let n = item / (q.ow4 * q.oh);
+    let it = conv_item(wg.x, li, co0, sl);
+    if (it.ok) {
+        let n = it.n;
+        let oh = it.oh;
+        let j = it.j;
         let ohw = q.oh * q.ow;
         let col = 4u * j;
         let second = col + 2u < q.ow;

@@ -61,17 +61,22 @@ fn softmax_ce(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 var<workgroup> red: array<vec2<f32>, 256>;
 
+// red[0] = the sum of red[0..256) by a fixed tree (every invocation of the workgroup calls it).
+fn red_tree(lid: u32) {
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+        workgroupBarrier();
+    }
+}
+
 @compute @workgroup_size(256)
 fn metrics_accumulate(@builtin(local_invocation_index) lid: u32) {
     prm = p;
     var acc = vec2<f32>(0.0);
     for (var i = lid; i < prm.n; i += 256u) { acc += samples[i]; }
     red[lid] = acc;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-        workgroupBarrier();
-    }
+    red_tree(lid);
     if (lid == 0u) {
         metrics[0] = metrics[0] + red[0].x;
         metrics[1] = metrics[1] + red[0].y;
@@ -91,11 +96,7 @@ fn softmax_ce_metrics(@builtin(local_invocation_index) lid: u32) {
         acc = sample_ce(lid);
     }
     red[lid] = acc;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-        workgroupBarrier();
-    }
+    red_tree(lid);
     if (lid == 0u) {
         metrics_f[0] = metrics_f[0] + red[0].x;
         metrics_f[1] = metrics_f[1] + red[0].y;

@@ -141,7 +141,7 @@ fn conv_shapes() -> Vec<ConvShape> {
     vec![
         s(1, 1, 5, 5, 1, 3, 1, 1),
         s(2, 3, 7, 9, 5, 3, 1, 1),
-        s(3, 6, 14, 14, 16, 5, 1, 0), // LeNet conv2 at batch 3
+        s(3, 6, 14, 14, 16, 5, 1, 0), // LeNet conv2 at batch 3 (conv_tex2: widths 10 and 14)
         s(2, 1, 28, 28, 6, 5, 1, 2),  // LeNet conv1
         s(2, 4, 9, 8, 6, 3, 2, 1),    // stride 2, odd input
         s(2, 5, 8, 8, 7, 1, 2, 0),    // 1x1 stride-2 shortcut
