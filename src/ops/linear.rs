@@ -1,9 +1,9 @@
 //! Texture-fed linear layers (shaders/linear_tex.wgsl): the forward GEMM with its bias and ReLU,
-//! backward-data with the previous layer's ReLU mask, and backward-weight with the bias gradient,
-//! all reading operands
-//! from row textures that copies fill (ops/conv.rs's layout), so a linear layer packs nothing
-//! where its widths are multiples of 4 and shares the textures of x and W between its forward and
-//! backward passes.
+//! backward-data with the previous layer's ReLU mask, and backward-weight with the bias gradient
+//! (both in one dispatch where the layer's inputs are a multiple of 4, [`gemm_bwd`]), all reading
+//! operands from row textures that copies fill (ops/conv.rs's layout), so a linear layer packs
+//! nothing where its widths are multiples of 4 and shares the textures of x and W between its
+//! forward and backward passes.
 //!
 //! The plan uses these where the GEMM variant is `Tex` (CPU-backed adapters with 8-wide
 //! subgroups); elsewhere it runs [`crate::ops::gemm`] and separate elementwise passes.

@@ -1,5 +1,5 @@
 //! Softmax cross-entropy with its gradient, and GPU-side metric accumulation
-//! (shaders/loss.wgsl).
+//! (shaders/loss.wgsl), in one dispatch where the batch fits a workgroup.
 
 use crate::error::Result;
 use crate::gpu::device::Gpu;

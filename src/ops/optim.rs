@@ -1,6 +1,7 @@
 //! Optimizer kernels (shaders/optim.wgsl): SGD with momentum, weight decay and optional
-//! Nesterov (one tensor per dispatch, or up to [`MULTI_SLOTS`] tensors in one), and Adam; both
-//! multiply the update by a per-element mask.
+//! Nesterov (one tensor per dispatch, reading from buffers or, on CPU-backed adapters, from
+//! textures that copies fill ([`sgd_tex`]); or up to [`MULTI_SLOTS`] tensors in one), and Adam;
+//! both multiply the update by a per-element mask.
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
