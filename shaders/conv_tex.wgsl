@@ -8,7 +8,9 @@
 //               (copy_buffer_to_texture), which lays out the same texels;
 //  - pack_wt:   OIHW weights -> a texture with one row per output channel and, per (ci, kh), KT =
 //               ceil(K/4) texels holding the K taps along kw (zero padded). With `flip` set it packs
-//               w'[o][i][kh][kw] = w[i][o][K-1-kh][K-1-kw], the weights of backward-data;
+//               w'[o][i][kh][kw] = w[i][o][K-1-kh][K-1-kw], the weights of backward-data (a
+//               stride-1 backward-data whose forward ran here reads the forward's texture instead,
+//               FLIPW: row i, kernel row K-1-kh of input channel o, taps reversed);
 //  - conv_tex:  stride 1 or 2; each invocation owns 4 consecutive output columns of one output row and CO (8 or
 //               16) output channels (conv_tex4 and conv_tex2: the same, with vec4 or vec2 stores
 //               where the output width is a multiple of 4 or even); per (ci, kh) it fetches the NT input texels that cover its
@@ -63,7 +65,9 @@
 //  - conv_tex/conv_tex4: item is clamped to total - 1, so n < p.n; fetch_x falls back to texel 0
 //    unless the row and texel column are inside the input; weight texels are x < wrow and rows
 //    co0 + lane (+ 8 when CO = 16) < ceil(cout/CO)*CO; stores are guarded by item_raw < total,
-//    co < cout and (conv_tex) column < ow; accumulator indices are < CO <= 16;
+//    co < cout and (conv_tex) column < ow; accumulator indices are < CO <= 16; with FLIPW the
+//    host checks that the forward's texture is at least cout * K * KT texels wide and cin rows
+//    high, the lane's channel is clamped to cout - 1 and the row is ci < cin;
 //  - conv_tex2 (ow even): the float offset of (n, co, oh, 4j) is even, so its vec2 index is exact;
 //    the second vec2 (columns 4j + 2, 4j + 3) is stored only when 4j + 2 < ow, and then 4j + 3 < ow.
 
@@ -86,6 +90,24 @@ override CO: u32 = 8u;      // output channels per invocation: 8 or 16
 // (one group; backward-weight: where cout < 8), and step_c/step_d/dw_rows_step skip the
 // broadcasts and FMAs of the others (at 6 channels, a quarter of them).
 override CV: u32 = 16u;
+// 1: conv_tex runs a stride-1 backward-data from the forward pass's packed weights (`wt` is the
+// forward's texture, rows = the forward's output channels), so no flipped copy is packed.
+override FLIPW: u32 = 0u;
+
+// Tap K - 1 - kw (kw a constant at every call; 0 for kw >= K) of a packed kernel row f0 | f1: the
+// flipped kernel's tap kw.
+fn tapr(f0: vec4<f32>, f1: vec4<f32>, kw: u32) -> f32 {
+    if (kw >= K) {
+        return 0.0;
+    }
+    switch K - 1u - kw {
+        case 0u: { return f0.x; }
+        case 1u: { return f0.y; }
+        case 2u: { return f0.z; }
+        case 3u: { return f0.w; }
+        default: { return f1.x; }
+    }
+}
 
 // texel addressing shared by pack_act and conv_tex
 fn texel_xy(t: u32) -> vec3<u32> {
@@ -316,18 +338,45 @@ fn conv_acc(n: u32, oh: u32, j: u32, co0: u32, sl: u32) {
             if (NT > 2u) {
                 t2 = fetch_x(row, rowok, j0 + 2);
             }
-            let wx = (ci * K + kh) * kt;
-            let wa0 = textureLoad(wt, vec2<u32>(wx, wra), 0);
+            var wa0: vec4<f32>;
             var wa1 = zero;
             var wb0 = zero;
             var wb1 = zero;
-            if (K > 4u) {
-                wa1 = textureLoad(wt, vec2<u32>(wx + 1u, wra), 0);
-            }
-            if (CO == 16u) {
-                wb0 = textureLoad(wt, vec2<u32>(wx, wrb), 0);
+            if (FLIPW == 1u) {
+                // backward-data from the forward's packed weights: eq. input channel ci is the
+                // forward's output channel (its row), the lane's eq. output channel the forward's
+                // input channel, kernel row K - 1 - kh, taps reversed
+                let fx = (min(wra, q.cout - 1u) * K + (K - 1u - kh)) * kt;
+                let f0 = textureLoad(wt, vec2<u32>(fx, ci), 0);
+                var f1 = zero;
                 if (K > 4u) {
-                    wb1 = textureLoad(wt, vec2<u32>(wx + 1u, wrb), 0);
+                    f1 = textureLoad(wt, vec2<u32>(fx + 1u, ci), 0);
+                }
+                wa0 = vec4<f32>(tapr(f0, f1, 0u), tapr(f0, f1, 1u), tapr(f0, f1, 2u),
+                                tapr(f0, f1, 3u));
+                wa1 = vec4<f32>(tapr(f0, f1, 4u), 0.0, 0.0, 0.0);
+                if (CO == 16u) {
+                    let gx = (min(wrb, q.cout - 1u) * K + (K - 1u - kh)) * kt;
+                    let g0 = textureLoad(wt, vec2<u32>(gx, ci), 0);
+                    var g1 = zero;
+                    if (K > 4u) {
+                        g1 = textureLoad(wt, vec2<u32>(gx + 1u, ci), 0);
+                    }
+                    wb0 = vec4<f32>(tapr(g0, g1, 0u), tapr(g0, g1, 1u), tapr(g0, g1, 2u),
+                                    tapr(g0, g1, 3u));
+                    wb1 = vec4<f32>(tapr(g0, g1, 4u), 0.0, 0.0, 0.0);
+                }
+            } else {
+                let wx = (ci * K + kh) * kt;
+                wa0 = textureLoad(wt, vec2<u32>(wx, wra), 0);
+                if (K > 4u) {
+                    wa1 = textureLoad(wt, vec2<u32>(wx + 1u, wra), 0);
+                }
+                if (CO == 16u) {
+                    wb0 = textureLoad(wt, vec2<u32>(wx, wrb), 0);
+                    if (K > 4u) {
+                        wb1 = textureLoad(wt, vec2<u32>(wx + 1u, wrb), 0);
+                    }
                 }
             }
             // channel-major: each accumulator takes all K taps in a row (llvmpipe keeps

@@ -239,6 +239,32 @@ fn conv_variant_matches_twins(v: ConvVariant) {
             &dw_ref,
             Tol::BALANCED,
         );
+        // backward-data from the forward's packed weights (conv_tex's FLIPW, stride 1): the same
+        // bits as from its own flipped pack, and the same dw
+        let (tdx4, tdw4) = (out(g, s.x_len()), out(g, s.w_len()));
+        conv::bwd_with(
+            g,
+            v,
+            &s,
+            &tdy.buf,
+            &tx.buf,
+            x_rows.as_ref(),
+            &tw.buf,
+            conv::tex_fwd_weights(g, v, &s, &f),
+            &tdw4.buf,
+            Some((&tdx4.buf, false)),
+            None,
+        )
+        .unwrap()
+        .run(g);
+        let bits =
+            |t: &Tensor| -> Vec<u32> { t.to_f32(g).unwrap().iter().map(|v| v.to_bits()).collect() };
+        assert_eq!(
+            bits(&tdx4),
+            bits(&tdx2),
+            "dx from the forward's weights {s:?} {v:?}"
+        );
+        assert_eq!(bits(&tdw4), bits(&tdw2), "dw beside it {s:?} {v:?}");
         fd_check("conv2d_bwd_data", &x, &dx, &|xv| {
             dot(&reference::conv::conv2d_fwd(&s, xv, &w), &dy)
         });

@@ -1008,7 +1008,8 @@ fn plan_conv(
     if !b.train {
         return Ok((f, None));
     }
-    let bw = conv::bwd(
+    // backward-data reads the forward's packed weights where the forward ran conv_tex
+    let bw = conv::bwd_with(
         gpu,
         cv,
         cs,
@@ -1016,6 +1017,7 @@ fn plan_conv(
         b.buf(x),
         x_rows.as_ref(),
         &w.w_eff().buf,
+        conv::tex_fwd_weights(gpu, cv, cs, &f),
         &w.grad.buf,
         gx.map(|gx| (b.buf(gx), acc_dx)),
         io.dy_rows,

@@ -340,7 +340,7 @@ pub fn fwd_keep_input(
         ],
     )?;
     if let ConvVariant::Tex { co } = v.effective(gpu, s, false) {
-        let op = conv_tex(gpu, co, &TexConv::fwd(s), TexSrc::Buf(x), w, y, false)?;
+        let op = conv_tex(gpu, co, &TexConv::fwd(s), TexSrc::Buf(x), w, None, y, false)?;
         // conv_tex's first texture is the input it packed or copied
         let xv = array_view(&op.textures[0]);
         return Ok((op, Some(xv)));
@@ -409,7 +409,16 @@ pub fn fwd_rows(
             msg: format!("{s:?}: not a shape whose input and dy the texture kernels take by rows"),
         });
     }
-    conv_tex(gpu, co, &TexConv::fwd(s), TexSrc::Rows(x_rows), w, y, false)
+    conv_tex(
+        gpu,
+        co,
+        &TexConv::fwd(s),
+        TexSrc::Rows(x_rows),
+        w,
+        None,
+        y,
+        false,
+    )
 }
 
 /// dx (+)= conv_transpose(dy, w).
@@ -432,7 +441,7 @@ pub fn bwd_data(
         ],
     )?;
     if let ConvVariant::Tex { co } = v.effective(gpu, s, true) {
-        return bwd_data_tex(gpu, co, s, dy, None, w, dx, accumulate);
+        return bwd_data_tex(gpu, co, s, dy, None, w, None, dx, accumulate);
     }
     let entries = ("conv2d_bwd_data", "conv2d_bwd_data_sg");
     // the subgroup kernel orders stride-2 positions by column parity, padding odd widths by one
@@ -661,6 +670,40 @@ pub fn bwd(
     dx: Option<(&wgpu::Buffer, bool)>,
     dy_rows: Option<&wgpu::TextureView>,
 ) -> Result<Op> {
+    bwd_with(gpu, v, s, dy, x, x_rows, w, None, dw, dx, dy_rows)
+}
+
+/// The packed weights of `op`, the forward op that [`fwd_keep_input`] or [`fwd_rows`] built for
+/// `v` and `s`, where it runs the texture-fed kernels (conv_tex keeps them as its last texture),
+/// for [`bwd_with`].
+pub fn tex_fwd_weights<'a>(
+    gpu: &Gpu,
+    v: ConvVariant,
+    s: &ConvShape,
+    op: &'a Op,
+) -> Option<&'a wgpu::Texture> {
+    match v.effective(gpu, s, false) {
+        ConvVariant::Tex { .. } => op.textures.last(),
+        _ => None,
+    }
+}
+
+/// [`bwd`], where the stride-1 backward-data may read the forward pass's packed weights
+/// (`fwd_weights`, [`tex_fwd_weights`]) instead of packing a flipped copy: one dispatch fewer.
+#[allow(clippy::too_many_arguments)]
+pub fn bwd_with(
+    gpu: &Gpu,
+    v: ConvVariant,
+    s: &ConvShape,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    x_rows: Option<&wgpu::TextureView>,
+    w: &wgpu::Buffer,
+    fwd_weights: Option<&wgpu::Texture>,
+    dw: &wgpu::Buffer,
+    dx: Option<(&wgpu::Buffer, bool)>,
+    dy_rows: Option<&wgpu::TextureView>,
+) -> Result<Op> {
     if dy_rows.is_some() && !rows_io_ok(gpu, v, s) {
         return Err(Error::Shape {
             op: "conv bwd",
@@ -720,7 +763,17 @@ pub fn bwd(
         }
     };
     op.append(bwd_weight_tex(gpu, s, dy, Some(dyv), x, x_rows, dw, false)?);
-    op.append(bwd_data_tex(gpu, co, s, dy, Some(dyv), w, dxb, acc)?);
+    op.append(bwd_data_tex(
+        gpu,
+        co,
+        s,
+        dy,
+        Some(dyv),
+        w,
+        fwd_weights,
+        dxb,
+        acc,
+    )?);
     Ok(op)
 }
 
@@ -884,6 +937,7 @@ fn bwd_data_tex(
     dy: &wgpu::Buffer,
     packed: Option<&wgpu::TextureView>,
     w: &wgpu::Buffer,
+    fwd_weights: Option<&wgpu::Texture>,
     dx: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Op> {
@@ -910,7 +964,7 @@ fn bwd_data_tex(
         Some(v) => TexSrc::Rows(v),
         None => TexSrc::Buf(dy),
     };
-    conv_tex(gpu, co, &t, src, w, dx, accumulate)
+    conv_tex(gpu, co, &t, src, w, fwd_weights, dx, accumulate)
 }
 
 /// The forward conv that `conv_tex` runs: input (n, cin, h, w), output (n, cout, oh, ow), stride 1
@@ -1004,6 +1058,7 @@ fn conv_tex(
     t: &TexConv,
     x: TexSrc<'_>,
     w: &wgpu::Buffer,
+    fwd_weights: Option<&wgpu::Texture>,
     y: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Op> {
@@ -1017,7 +1072,27 @@ fn conv_tex(
     let kt = t.k.div_ceil(4);
     let wrow = t.cin * t.k * kt;
     let wrows = t.cout.div_ceil(co as usize) * co as usize;
-    let wt = storage_texture(gpu, "conv weight texture", wrow, wrows, 1);
+    // a stride-1 backward-data may read the forward pass's packed weights (FLIPW): rows are the
+    // forward's output channels (our input channels), t.cout * K * kt texels wide
+    let fwd_weights = fwd_weights.filter(|_| t.flip && t.stride == 1);
+    if let Some(ft) = fwd_weights {
+        if (ft.width() as usize) < t.cout * t.k * kt || (ft.height() as usize) < t.cin {
+            return Err(Error::Shape {
+                op: "conv_tex",
+                msg: format!(
+                    "the forward's weight texture is {} x {}, backward-data needs {} x {}",
+                    ft.width(),
+                    ft.height(),
+                    t.cout * t.k * kt,
+                    t.cin
+                ),
+            });
+        }
+    }
+    let wt = match fwd_weights {
+        Some(ft) => ft.clone(),
+        None => storage_texture(gpu, "conv weight texture", wrow, wrows, 1),
+    };
     let wv = array_view(&wt);
     let p = ConvTexParams {
         n: t.n as u32,
@@ -1073,18 +1148,21 @@ fn conv_tex(
     .with("PAD", t.pad as f64)
     .with("S", t.stride as f64)
     .with("CO", f64::from(co))
-    .with("CV", t.cout.min(co as usize) as f64);
+    .with("CV", t.cout.min(co as usize) as f64)
+    .with("FLIPW", f64::from(u8::from(fwd_weights.is_some())));
     let items = (t.n * t.oh * t.ow.div_ceil(4)) as u32;
-    steps.push(
-        Dispatch::with_resources(
-            gpu,
-            &pack_wt,
-            &p,
-            &[Res::View(&wv), Res::from(w)],
-            [(wrow as u32).div_ceil(8), (wrows as u32).div_ceil(8), 1],
-        )?
-        .into(),
-    );
+    if fwd_weights.is_none() {
+        steps.push(
+            Dispatch::with_resources(
+                gpu,
+                &pack_wt,
+                &p,
+                &[Res::View(&wv), Res::from(w)],
+                [(wrow as u32).div_ceil(8), (wrows as u32).div_ceil(8), 1],
+            )?
+            .into(),
+        );
+    }
     steps.push(
         Dispatch::with_resources(
             gpu,
