@@ -287,7 +287,8 @@ pub struct Plan {
     fwd: Vec<Op>,
     loss: Vec<Dispatch>,
     bwd: Vec<Op>,
-    /// Optimizer dispatches with the parameters each updates.
+    /// Optimizer ops (each ends with its kernel, after any copies that feed it) with the
+    /// parameters each updates.
     opt: Vec<(Upd, Op)>,
     opt_cfg: Option<OptimConfig>,
     /// The layer each forward / backward op belongs to (for profiles).
