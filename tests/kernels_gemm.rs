@@ -5,7 +5,7 @@
 //! Tolerance: Tol::BALANCED (f32 accumulation over K <= 800 against an f64 reference).
 
 mod common;
-use common::{assert_close, gpu, Rng, Tol, POISON};
+use common::{assert_close, assert_exact_f32, gpu, Rng, Tol, POISON};
 use incq::gpu::Tensor;
 use incq::ops::gemm::{gemm, pack, GemmDesc, GemmVariant, PackParams};
 use incq::ops::linear::{self, Epilogue, Form};
@@ -337,8 +337,7 @@ fn linear_bwd_fused_matches_the_two_gemms_bit_for_bit() {
         (3, 4, 1),
         (5, 7, 3),
     ];
-    let bits =
-        |t: &Tensor| -> Vec<u32> { t.to_f32(g).unwrap().iter().map(|v| v.to_bits()).collect() };
+    let f32s = |t: &Tensor| t.to_f32(g).unwrap();
     for (i, &(batch, fin, fout)) in shapes.iter().enumerate() {
         for masked in [false, true] {
             let mut rng = Rng::new(900 + i as u64);
@@ -402,9 +401,13 @@ fn linear_bwd_fused_matches_the_two_gemms_bit_for_bit() {
             }
             d.unwrap().run(g);
             let case = format!("batch {batch}, {fin} -> {fout}, mask {masked}");
-            assert_eq!(bits(&one[0]), bits(&two[0]), "dW, {case}");
-            assert_eq!(bits(&one[1]), bits(&two[1]), "bias gradient, {case}");
-            assert_eq!(bits(&one[2]), bits(&two[2]), "dx, {case}");
+            assert_exact_f32(&format!("dW, {case}"), &f32s(&one[0]), &f32s(&two[0]));
+            assert_exact_f32(
+                &format!("bias gradient, {case}"),
+                &f32s(&one[1]),
+                &f32s(&two[1]),
+            );
+            assert_exact_f32(&format!("dx, {case}"), &f32s(&one[2]), &f32s(&two[2]));
             // and the products themselves, against the f64 twin
             let want = reference::gemm::linear_tex(
                 Form::Nn,

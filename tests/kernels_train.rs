@@ -5,7 +5,7 @@
 //! Shapes are awkward on purpose: batch 1, odd sizes, stride 2, 1x1 kernels, padding.
 
 mod common;
-use common::{assert_close, gpu, Rng, Tol, POISON};
+use common::{assert_close, assert_exact_f32, gpu, Rng, Tol, POISON};
 use incq::gpu::{DType, Tensor};
 use incq::ops::conv::{ConvShape, ConvVariant};
 use incq::ops::norm::{BnBwd, BnShape};
@@ -257,14 +257,11 @@ fn conv_variant_matches_twins(v: ConvVariant) {
         )
         .unwrap()
         .run(g);
-        let bits =
-            |t: &Tensor| -> Vec<u32> { t.to_f32(g).unwrap().iter().map(|v| v.to_bits()).collect() };
-        assert_eq!(
-            bits(&tdx4),
-            bits(&tdx2),
-            "dx from the forward's weights {s:?} {v:?}"
-        );
-        assert_eq!(bits(&tdw4), bits(&tdw2), "dw beside it {s:?} {v:?}");
+        let f32s = |t: &Tensor| t.to_f32(g).unwrap();
+        let what = format!("dx from the forward's weights {s:?} {v:?}");
+        assert_exact_f32(&what, &f32s(&tdx4), &f32s(&tdx2));
+        let what = format!("dw beside it {s:?} {v:?}");
+        assert_exact_f32(&what, &f32s(&tdw4), &f32s(&tdw2));
         fd_check("conv2d_bwd_data", &x, &dx, &|xv| {
             dot(&reference::conv::conv2d_fwd(&s, xv, &w), &dy)
         });
@@ -709,11 +706,14 @@ fn softmax_ce_and_metrics_match_twins() {
             continue;
         }
         fused.unwrap().run(g);
-        let bits =
-            |t: &Tensor| -> Vec<u32> { t.to_f32(g).unwrap().iter().map(|v| v.to_bits()).collect() };
-        assert_eq!(bits(&fdz), bits(&tdz), "fused dz, n {n}");
-        assert_eq!(bits(&fper), bits(&tper), "fused per-sample, n {n}");
-        assert_eq!(bits(&fm), bits(&tm), "fused metrics, n {n}");
+        let f32s = |t: &Tensor| t.to_f32(g).unwrap();
+        assert_exact_f32(&format!("fused dz, n {n}"), &f32s(&fdz), &f32s(&tdz));
+        assert_exact_f32(
+            &format!("fused per-sample, n {n}"),
+            &f32s(&fper),
+            &f32s(&tper),
+        );
+        assert_exact_f32(&format!("fused metrics, n {n}"), &f32s(&fm), &f32s(&tm));
     }
 }
 
@@ -808,6 +808,39 @@ fn sgd_and_adam_match_twins_and_respect_the_mask() {
     }
 }
 
+/// An SGD variant's new weights and momentum (`got`) against sgd's (`sgd`), bit for bit; the
+/// elements with mask 0 keep their weight and momentum (`old`), and every other weight moved.
+fn assert_sgd_update(
+    what: &str,
+    got: (&[f32], &[f32]),
+    sgd: (&[f32], &[f32]),
+    old: (&[f32], &[f32]),
+    mask: &[f32],
+) {
+    assert_exact_f32(&format!("{what}: w against sgd's"), got.0, sgd.0);
+    assert_exact_f32(&format!("{what}: momentum against sgd's"), got.1, sgd.1);
+    for (i, &m) in mask.iter().enumerate() {
+        if m == 0.0 {
+            assert_eq!(
+                got.0[i].to_bits(),
+                old.0[i].to_bits(),
+                "{what}: frozen w[{i}] moved"
+            );
+            assert_eq!(
+                got.1[i].to_bits(),
+                old.1[i].to_bits(),
+                "{what}: frozen momentum[{i}] moved"
+            );
+        } else {
+            assert_ne!(
+                got.0[i].to_bits(),
+                old.0[i].to_bits(),
+                "{what}: w[{i}] not updated"
+            );
+        }
+    }
+}
+
 /// sgd_multi against one sgd dispatch per tensor (bit for bit) and the CPU twin, with awkward
 /// sizes (1, 3, 5, 1001, 4097), per-tensor weight decay, masked elements, both momentum forms,
 /// and fewer tensors than slots.
@@ -862,29 +895,8 @@ fn sgd_multi_matches_sgd_per_tensor_bit_for_bit() {
                 .run(g);
             let (gw, gm) = (w.to_f32(g).unwrap(), m.to_f32(g).unwrap());
             let (sw, sm) = (tw.to_f32(g).unwrap(), tm.to_f32(g).unwrap());
-            for i in 0..w0.len() {
-                assert_eq!(
-                    gw[i].to_bits(),
-                    sw[i].to_bits(),
-                    "slot {k} (nesterov {nesterov}, {count} slots): w[{i}] {} against sgd's {}",
-                    gw[i],
-                    sw[i]
-                );
-                assert_eq!(gm[i].to_bits(), sm[i].to_bits(), "slot {k}: momentum[{i}]");
-                if mk[i] == 0.0 {
-                    assert_eq!(
-                        gw[i].to_bits(),
-                        w0[i].to_bits(),
-                        "slot {k}: frozen w[{i}] moved"
-                    );
-                } else {
-                    assert_ne!(
-                        gw[i].to_bits(),
-                        w0[i].to_bits(),
-                        "slot {k}: w[{i}] not updated"
-                    );
-                }
-            }
+            let what = format!("sgd_multi slot {k} (nesterov {nesterov}, {count} slots)");
+            assert_sgd_update(&what, (&gw, &gm), (&sw, &sm), (w0, m0), mk);
             let (mut w2, mut m2) = (w0.clone(), m0.clone());
             reference::optim::sgd(&p, &mut w2, &mut m2, gr, mk);
             assert_close(&format!("sgd_multi slot {k} w"), &gw, &w2, Tol::STRICT);
@@ -949,30 +961,13 @@ fn sgd_tex_matches_sgd_bit_for_bit() {
             .run(g);
         let (gw, gm) = (tw.to_f32(g).unwrap(), tm.to_f32(g).unwrap());
         let (ew, em) = (sw.to_f32(g).unwrap(), sm.to_f32(g).unwrap());
-        for i in 0..n {
-            assert_eq!(
-                gw[i].to_bits(),
-                ew[i].to_bits(),
-                "n {n}: w[{i}] {} against sgd's {}",
-                gw[i],
-                ew[i]
-            );
-            assert_eq!(gm[i].to_bits(), em[i].to_bits(), "n {n}: momentum[{i}]");
-            if mask[i] == 0.0 {
-                assert_eq!(
-                    gw[i].to_bits(),
-                    w[i].to_bits(),
-                    "n {n}: frozen w[{i}] moved"
-                );
-                assert_eq!(
-                    gm[i].to_bits(),
-                    mom[i].to_bits(),
-                    "n {n}: frozen momentum[{i}] moved"
-                );
-            } else {
-                assert_ne!(gw[i].to_bits(), w[i].to_bits(), "n {n}: w[{i}] not updated");
-            }
-        }
+        assert_sgd_update(
+            &format!("sgd_tex, n {n}"),
+            (&gw, &gm),
+            (&ew, &em),
+            (&w, &mom),
+            &mask,
+        );
         let (mut w2, mut m2) = (w.clone(), mom.clone());
         reference::optim::sgd(&p, &mut w2, &mut m2, &grad, &mask);
         assert_close(&format!("sgd_tex w, n {n}"), &gw, &w2, Tol::STRICT);
