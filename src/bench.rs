@@ -347,6 +347,8 @@ pub fn workload(
             gpu.run_pass("warmup", step);
         }
         plan.read_metrics(gpu)?;
+        // As `incq train` does: spinners keep a CPU adapter's cores awake while steps run.
+        let _warm = gpu.keep_warm();
         let mut rates = Vec::new();
         for _ in 0..runs {
             let t0 = std::time::Instant::now();

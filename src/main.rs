@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use incq::bench::{self, BenchOpts};
 use incq::gpu::device::{list_adapters, DeviceOptions, Gpu};
+use incq::gpu::KeepWarmMode;
 use incq::ops::gemm::GemmVariant;
 use incq::train::{LrSchedule, TrainConfig};
 use incq::{Error, Result};
@@ -26,6 +27,11 @@ struct Cli {
     /// Choose the adapter whose name contains this (case-insensitive; or WGPU_ADAPTER_NAME).
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// On a CPU adapter (lavapipe), spin idle-priority threads during training and inference
+    /// loops so that the cores never halt between dispatches: auto (CPU adapters on Linux), on
+    /// or off.
+    #[arg(long, global = true, default_value = "auto")]
+    keep_warm: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -470,6 +476,10 @@ fn run(cli: Cli) -> Result<()> {
     let dev = DeviceOptions {
         backend: cli.backend.clone(),
         adapter: cli.adapter.clone(),
+        keep_warm: KeepWarmMode::parse(&cli.keep_warm).ok_or_else(|| Error::BadArg {
+            flag: "--keep-warm".into(),
+            msg: format!("'{}' is not auto, on or off", cli.keep_warm),
+        })?,
     };
     match cli.cmd {
         Cmd::Info { verbose } => info(&dev, verbose),

@@ -471,6 +471,8 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
     } else {
         epochs
     };
+    // Spinners keep a CPU adapter's cores awake until training ends (see crate::gpu::warm).
+    let _warm = gpu.keep_warm();
     for epoch in first_epoch..end {
         let (phase, in_phase) = (epoch / per_phase.max(1), epoch % per_phase.max(1));
         if let Some(q) = inq.as_mut() {
@@ -708,5 +710,6 @@ pub fn eval_checkpoint(gpu: &Gpu, cfg: &TrainConfig, path: &Path) -> Result<(f64
     let tuner = crate::tune::Tuner::new(gpu, cfg.tune);
     let plan = Plan::new_tuned(gpu, &net, cfg.eval_batch.min(test_d.n).max(1), None, &tuner)?;
     let test_g = GpuDataset::upload(gpu, &test_d)?;
+    let _warm = gpu.keep_warm();
     evaluate(gpu, &plan, &test_g)
 }

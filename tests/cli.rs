@@ -48,6 +48,21 @@ fn bad_backend_flag_is_named() {
 }
 
 #[test]
+fn bad_keep_warm_flag_is_named() {
+    let out = incq()
+        .args(["--keep-warm", "sometimes", "info"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--keep-warm") && stderr.contains("sometimes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
 fn bad_variant_flag_is_named() {
     if common::gpu().is_none() {
         return;

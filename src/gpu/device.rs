@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, KernelCache, KernelSpec};
+use crate::gpu::warm::{KeepWarm, KeepWarmMode};
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
@@ -17,6 +18,8 @@ pub struct DeviceOptions {
     pub backend: Option<String>,
     /// Case-insensitive substring of the adapter name (or `WGPU_ADAPTER_NAME`).
     pub adapter: Option<String>,
+    /// Whether loops of steps keep the cores awake (`--keep-warm`; see [`crate::gpu::warm`]).
+    pub keep_warm: KeepWarmMode,
 }
 
 /// One adapter as `incq info` shows it.
@@ -37,6 +40,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// Every pipeline built on this device.
     pub kernels: KernelCache,
+    /// Whether [`Gpu::keep_warm`] starts spinners on this device.
+    pub keep_warm: bool,
 }
 
 /// Parses a `--backend` value.
@@ -151,6 +156,7 @@ impl Gpu {
             adapter: info.name.clone(),
             msg: e.to_string(),
         })?;
+        let keep_warm = opts.keep_warm.enabled_for(info.device_type);
         Ok(Gpu {
             device,
             queue,
@@ -158,6 +164,7 @@ impl Gpu {
             limits,
             features,
             kernels: kernel_cache_from_env()?,
+            keep_warm,
         })
     }
 
@@ -187,6 +194,17 @@ impl Gpu {
             f(&mut rec);
         }
         self.queue.submit([enc.finish()]);
+    }
+
+    /// A guard that keeps the cores awake until dropped, where this device's setting says so
+    /// (see [`crate::gpu::warm`]): one spinner per core. Loops of training or inference steps hold
+    /// one; nothing else needs it.
+    pub fn keep_warm(&self) -> KeepWarm {
+        if self.keep_warm {
+            KeepWarm::start(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        } else {
+            KeepWarm::none()
+        }
     }
 
     /// True when timestamps can be written at the start and end of compute passes.
