@@ -98,6 +98,8 @@ pub fn profile(gpu: &Gpu, model: &Model, batch: usize, steps: usize) -> Result<P
     plan.input.write_f32(gpu, &x)?;
     plan.labels
         .write_u32(gpu, &(0..batch as u32).map(|i| i % 10).collect::<Vec<_>>())?;
+    // The steps run as training runs them: with a CPU adapter's cores kept awake.
+    let _warm = gpu.keep_warm();
     let whole = time_pass(gpu, "step", 1, steps, false, &|p| plan.encode_train(p))?;
     let clock = if timestamps_trusted(gpu) {
         "timestamps"
