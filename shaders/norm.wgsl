@@ -659,12 +659,42 @@ fn add_pair_sums(sums: array<vec4<f32>, 2>, g: array<vec4<f32>, 2>, xa: vec4<f32
     return array<vec4<f32>, 2>(sgx, sums[1] + (g[0] + g[1]));
 }
 
+// The pooled backward's per-channel dx coefficients (dx_coefs' DxCoefs) pass from the reduce
+// kernel to the dx kernel in a texture: texel 2c = (mean, inv, k, sc), texel 2c + 1 = (sh, mb, mg,
+// 0). Two texel fetches per dx invocation instead of dx_coefs' seven scalar storage-buffer loads,
+// which llvmpipe runs lane by lane. The values are dx_coefs' bit for bit: the same products and
+// quotients of the same floats (k = gamma * inv, the rest in dx_coefs' order).
+@group(0) @binding(8) var tr_coef: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(4) var tdx_coef: texture_storage_2d_array<rgba32float, read>;
+
+// store_dgamma_dbeta, then channel c's coefficients from the sums and the forward's terms.
+fn store_pool_bwd_sums(lid: u32, c: u32, sums: array<vec4<f32>, 2>, st: vec2<f32>, gam: f32,
+                       sc: f32, sh: f32) {
+    store_dgamma_dbeta(lid, c, sums[0], sums[1]);
+    if (lid == 0u) {
+        let m = f32(prm.n * prm.hw);
+        let a = texel_xy(2u * c);
+        let b = texel_xy(2u * c + 1u);
+        textureStore(tr_coef, a.xy, a.z, vec4<f32>(st.x, st.y, gam * st.y, sc));
+        textureStore(tr_coef, b.xy, b.z, vec4<f32>(sh, red1[0] / m, red0[0] / m, 0.0));
+    }
+}
+
+fn pool_dx_coefs(c: u32) -> DxCoefs {
+    let a = texel_xy(2u * c);
+    let b = texel_xy(2u * c + 1u);
+    let u = textureLoad(tdx_coef, a.xy, a.z);
+    let v = textureLoad(tdx_coef, b.xy, b.z);
+    return DxCoefs(u.x, u.y, u.z, u.w, v.x, v.y, v.z);
+}
+
 @compute @workgroup_size(WGR)
 fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     prm = p;
     let c = wg.x;
     let st = trstats[c];
-    let sc = st.y * trgamma[c];
+    let gam = trgamma[c];
+    let sc = st.y * gam;
     let sh = trbeta[c] - st.x * sc;
     let w4 = prm.w / 4u;
     let oh = prm.hw / prm.w / 2u;
@@ -684,7 +714,7 @@ fn bn_pool_bwd_reduce_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_i
             sums = add_pair_sums(sums, g, xa, xb, st);
         }
     }
-    store_dgamma_dbeta(lid, c, sums[0], sums[1]);
+    store_pool_bwd_sums(lid, c, sums, st, gam, sc, sh);
 }
 
 // One invocation per pooled row (n, c, r): dx of its two window rows, vec4 stores into a
@@ -720,7 +750,7 @@ fn bn_pool_bwd_dx_tex(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let pr = gid.x + gid.y * nwg.x * 64u;
     let oh = prm.hw / prm.w / 2u;
     if (pr >= prm.n * prm.c * oh) { return; }
-    let d = dx_coefs((pr / oh) % prm.c);
+    let d = pool_dx_coefs((pr / oh) % prm.c);
     let top = pool_row_top(pr, oh);
     for (var j = 0u; j < prm.w / 4u; j++) {
         let q = pool_dx(d, top, pr, j);
@@ -735,7 +765,7 @@ fn bn_pool_bwd_dx_rows_tex(@builtin(global_invocation_id) gid: vec3<u32>, @built
     let pr = gid.x + gid.y * nwg.x * 64u;
     let oh = prm.hw / prm.w / 2u;
     if (pr >= prm.n * prm.c * oh) { return; }
-    let d = dx_coefs((pr / oh) % prm.c);
+    let d = pool_dx_coefs((pr / oh) % prm.c);
     let top = pool_row_top(pr, oh);
     for (var j = 0u; j < prm.w / 4u; j++) {
         let q = pool_dx(d, top, pr, j);
@@ -775,7 +805,8 @@ fn bn_pool_bwd_reduce2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
     prm = p;
     let c = wg.x;
     let st = trstats[c];
-    let sc = st.y * trgamma[c];
+    let gam = trgamma[c];
+    let sc = st.y * gam;
     let sh = trbeta[c] - st.x * sc;
     let w4 = (prm.w + 3u) / 4u;
     let oh = prm.hw / prm.w / 2u;
@@ -793,7 +824,7 @@ fn bn_pool_bwd_reduce2_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
             sums = add_pair_sums(sums, g, xa, xb, st);
         }
     }
-    store_dgamma_dbeta(lid, c, sums[0], sums[1]);
+    store_pool_bwd_sums(lid, c, sums, st, gam, sc, sh);
 }
 
 @compute @workgroup_size(64)
@@ -804,7 +835,7 @@ fn bn_pool_bwd_dx_rows2_tex(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     if (pr >= prm.n * prm.c * oh) { return; }
     let nc = pr / oh;
     let r = pr - nc * oh;
-    let d = dx_coefs(nc % prm.c);
+    let d = pool_dx_coefs(nc % prm.c);
     let w4 = (prm.w + 3u) / 4u;
     let top = nc * prm.hw + 2u * r * prm.w;
     // texel rows of the two window rows in the row texture (prm.hw / prm.w rows per plane)

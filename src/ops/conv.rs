@@ -1027,7 +1027,11 @@ fn storage_texture(gpu: &Gpu, label: &str, w: usize, h: usize, layers: usize) ->
 
 /// A texture of `texels` texels in the layout shaders/conv_tex.wgsl addresses (TEX_W wide,
 /// TEX_ROWS rows per layer), and its array view.
-fn act_texture(gpu: &Gpu, label: &str, texels: usize) -> (wgpu::Texture, wgpu::TextureView) {
+pub(crate) fn act_texture(
+    gpu: &Gpu,
+    label: &str,
+    texels: usize,
+) -> (wgpu::Texture, wgpu::TextureView) {
     let rows = texels.div_ceil(TEX_W as usize);
     let t = storage_texture(
         gpu,

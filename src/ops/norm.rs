@@ -572,6 +572,8 @@ fn backward_tex_pooled_to(
     };
     let (copy, pdy_tex, pdy) =
         crate::ops::conv::act_texture_copy(gpu, "bn pooled dy texture", b.dy, pooled_texels);
+    // the reduce kernel hands dx's per-channel coefficients over in 2 texels per channel
+    let (coef_tex, coef) = crate::ops::conv::act_texture(gpu, "bn dx coefficients", 2 * s.c);
     let red = KernelSpec::new(
         ShaderId::Norm,
         if w4 {
@@ -580,7 +582,7 @@ fn backward_tex_pooled_to(
             "bn_pool_bwd_reduce2_tex"
         },
         &[
-            Uniform, ReadWrite, ReadWrite, TexRead, TexRead, Read, Read, Read,
+            Uniform, ReadWrite, ReadWrite, TexRead, TexRead, Read, Read, Read, TexWrite,
         ],
     )
     .with("WGR", TEX_WGR);
@@ -596,6 +598,7 @@ fn backward_tex_pooled_to(
             Res::from(b.stats),
             Res::from(b.gamma),
             Res::from(b.beta),
+            Res::View(&coef),
         ],
         grid_1d(s.c as u32, gpu.limits.max_compute_workgroups_per_dimension),
     )?;
@@ -604,9 +607,7 @@ fn backward_tex_pooled_to(
             KernelSpec::new(
                 ShaderId::Norm,
                 "bn_pool_bwd_dx_tex",
-                &[
-                    Uniform, ReadWrite, TexRead, TexRead, Read, Read, Read, Read, Read,
-                ],
+                &[Uniform, ReadWrite, TexRead, TexRead, TexRead],
             ),
             Res::from(b.dx),
         ),
@@ -618,9 +619,7 @@ fn backward_tex_pooled_to(
                 } else {
                     "bn_pool_bwd_dx_rows2_tex"
                 },
-                &[
-                    Uniform, TexWrite, TexRead, TexRead, Read, Read, Read, Read, Read,
-                ],
+                &[Uniform, TexWrite, TexRead, TexRead, TexRead],
             ),
             Res::View(v),
         ),
@@ -629,21 +628,12 @@ fn backward_tex_pooled_to(
         gpu,
         &dx,
         &params,
-        &[
-            out,
-            Res::View(x_view),
-            Res::View(&pdy),
-            Res::from(b.stats),
-            Res::from(b.gamma),
-            Res::from(b.beta),
-            Res::from(b.dgamma),
-            Res::from(b.dbeta),
-        ],
+        &[out, Res::View(x_view), Res::View(&pdy), Res::View(&coef)],
         grid_for(gpu, s.n * s.c * (s.hw / w / 2), 64),
     )?;
     Ok(Op {
         steps: vec![copy, d1.into(), d2.into()],
-        textures: vec![pdy_tex],
+        textures: vec![pdy_tex, coef_tex],
     })
 }
 
