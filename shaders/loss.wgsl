@@ -5,7 +5,10 @@
 //    correct means the first maximum logit is the label.
 //  - metrics_accumulate: one workgroup adds sum(loss_n), sum(correct_n) and N to metrics[0..3],
 //    so a whole epoch accumulates on the GPU and the host reads three floats when it logs.
-//  - softmax_ce_metrics: both in one workgroup, for N <= 256.
+//  - softmax_ce_metrics: both in one workgroup, for N <= 256;
+//  - softmax_ce_metrics_rows: the same, also storing each dz row into a row texture (the layout
+//    of conv_tex.wgsl's pack_act: texel n * ceil(classes/4) + t holds dz[n, 4t .. 4t + 3], zeros
+//    past the classes), which the last linear layer's backward reads, so no kernel packs dz.
 
 struct LossParams {
     n: u32,
@@ -24,8 +27,15 @@ var<private> prm: LossParams;
 @group(0) @binding(3) var<storage, read> z: array<f32>;
 @group(0) @binding(4) var<storage, read> labels: array<u32>;
 
-// Sample n's loss, dz row and (loss, correct); n < prm.n.
-fn sample_ce(n: u32) -> vec2<f32> {
+// Sample n's (lse, loss, correct) and its label's logit row base; n < prm.n.
+struct SampleStats {
+    base: u32,
+    label: u32,
+    lse: f32,
+    r: vec2<f32>,   // (loss, correct)
+}
+
+fn sample_stats(n: u32) -> SampleStats {
     let base = n * prm.classes;
     let label = labels[n];
     var mx = z[base];
@@ -37,15 +47,33 @@ fn sample_ce(n: u32) -> vec2<f32> {
     var s = 0.0;
     for (var j = 0u; j < prm.classes; j++) { s += exp(z[base + j] - mx); }
     let lse = mx + log(s);
+    return SampleStats(base, label, lse, vec2<f32>(lse - z[base + label], select(0.0, 1.0, arg == label)));
+}
+
+// Stores dz[n, 4t .. 4t + 3] (those < prm.classes) and returns them (zeros past the classes).
+fn dz_texel(st: SampleStats, t: u32) -> vec4<f32> {
     let inv_n = 1.0 / f32(prm.n);
-    for (var j = 0u; j < prm.classes; j++) {
-        var g = exp(z[base + j] - lse);
-        if (j == label) { g -= 1.0; }
-        dz[base + j] = g * inv_n;
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        let j = 4u * t + e;
+        if (j < prm.classes) {
+            var g = exp(z[st.base + j] - st.lse);
+            if (j == st.label) { g -= 1.0; }
+            v[e] = g * inv_n;
+            dz[st.base + j] = v[e];
+        }
     }
-    let r = vec2<f32>(lse - z[base + label], select(0.0, 1.0, arg == label));
-    per_sample[n] = r;
-    return r;
+    return v;
+}
+
+// Sample n's loss, dz row and (loss, correct); n < prm.n.
+fn sample_ce(n: u32) -> vec2<f32> {
+    let st = sample_stats(n);
+    for (var t = 0u; t < (prm.classes + 3u) / 4u; t++) {
+        _ = dz_texel(st, t);
+    }
+    per_sample[n] = st.r;
+    return st.r;
 }
 
 @compute @workgroup_size(64)
@@ -88,13 +116,8 @@ fn metrics_accumulate(@builtin(local_invocation_index) lid: u32) {
 // dispatch instead of two; the sums are metrics_accumulate's, in the same order, so the same bits).
 @group(0) @binding(5) var<storage, read_write> metrics_f: array<f32>;
 
-@compute @workgroup_size(256)
-fn softmax_ce_metrics(@builtin(local_invocation_index) lid: u32) {
-    prm = p;
-    var acc = vec2<f32>(0.0);
-    if (lid < prm.n) {
-        acc = sample_ce(lid);
-    }
+// The workgroup's (loss, correct) sums into metrics_f, as metrics_accumulate adds them.
+fn add_metrics(lid: u32, acc: vec2<f32>) {
     red[lid] = acc;
     red_tree(lid);
     if (lid == 0u) {
@@ -102,4 +125,39 @@ fn softmax_ce_metrics(@builtin(local_invocation_index) lid: u32) {
         metrics_f[1] = metrics_f[1] + red[0].y;
         metrics_f[2] = metrics_f[2] + f32(prm.n);
     }
+}
+
+@compute @workgroup_size(256)
+fn softmax_ce_metrics(@builtin(local_invocation_index) lid: u32) {
+    prm = p;
+    var acc = vec2<f32>(0.0);
+    if (lid < prm.n) {
+        acc = sample_ce(lid);
+    }
+    add_metrics(lid, acc);
+}
+
+@group(0) @binding(6) var dz_rows: texture_storage_2d_array<rgba32float, write>;
+
+// conv_tex.wgsl's texel addressing: texel t at x = t % 2048, row (t / 2048) % 4096, layer t / 2^23.
+fn texel_xy(t: u32) -> vec3<u32> {
+    let row = t >> 11u;
+    return vec3<u32>(t & 2047u, row & 4095u, row >> 12u);
+}
+
+@compute @workgroup_size(256)
+fn softmax_ce_metrics_rows(@builtin(local_invocation_index) lid: u32) {
+    prm = p;
+    var acc = vec2<f32>(0.0);
+    if (lid < prm.n) {
+        let st = sample_stats(lid);
+        let w4 = (prm.classes + 3u) / 4u;
+        for (var t = 0u; t < w4; t++) {
+            let xy = texel_xy(lid * w4 + t);
+            textureStore(dz_rows, xy.xy, xy.z, dz_texel(st, t));
+        }
+        per_sample[lid] = st.r;
+        acc = st.r;
+    }
+    add_metrics(lid, acc);
 }

@@ -714,6 +714,57 @@ fn softmax_ce_and_metrics_match_twins() {
             &f32s(&tper),
         );
         assert_exact_f32(&format!("fused metrics, n {n}"), &f32s(&fm), &f32s(&tm));
+
+        // and with dz's rows into a row texture (poisoned first): the same bits everywhere, the
+        // rows padded with zeros past the classes
+        let (rdz, rper) = (out(g, n * classes), out(g, 2 * n));
+        let rm = up(g, &[1.5, 2.0, 3.0, 0.0]);
+        let rows = incq::ops::linear::rows_tex_unfilled(g, "dz rows", n, classes).unwrap();
+        write_rows_texture(g, &rows.texture, &[], POISON);
+        loss::softmax_ce_metrics_rows(
+            g, n, classes, &tz.buf, &tl.buf, &rdz.buf, &rper.buf, &rm.buf, &rows.view,
+        )
+        .unwrap()
+        .run(g);
+        assert_exact_f32(&format!("rows dz, n {n}"), &f32s(&rdz), &f32s(&tdz));
+        assert_exact_f32(
+            &format!("rows per-sample, n {n}"),
+            &f32s(&rper),
+            &f32s(&tper),
+        );
+        assert_exact_f32(&format!("rows metrics, n {n}"), &f32s(&rm), &f32s(&tm));
+        let w4 = classes.div_ceil(4) * 4;
+        let tex = g.read_texture_rgba32f(&rows.texture).unwrap();
+        let mut want = vec![0.0f32; n * w4];
+        for (r, row) in f32s(&tdz).chunks(classes).enumerate() {
+            want[r * w4..r * w4 + classes].copy_from_slice(row);
+        }
+        assert_exact_f32(&format!("rows texture, n {n}"), &tex[..n * w4], &want);
+        // a texture not in the row layout (16 texels wide) is refused
+        let narrow = g.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("narrow"),
+            size: wgpu::Extent3d {
+                width: 16,
+                height: 1,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        });
+        let view = narrow.create_view(&wgpu::TextureViewDescriptor {
+            dimension: Some(wgpu::TextureViewDimension::D2Array),
+            ..Default::default()
+        });
+        let e = loss::softmax_ce_metrics_rows(
+            g, n, classes, &tz.buf, &tl.buf, &rdz.buf, &rper.buf, &rm.buf, &view,
+        )
+        .err()
+        .expect("a texture outside the row layout");
+        assert!(e.to_string().contains("dz rows"), "{e}");
     }
 }
 

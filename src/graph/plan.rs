@@ -306,6 +306,11 @@ struct B<'a> {
     fwd: Vec<Op>,
     bwd: Vec<Op>,
     train: bool,
+    /// The logits' gradient, where the fused loss can also write its rows into the texture the
+    /// last linear layer's backward reads (training, a batch of one workgroup).
+    loss_dz: Option<usize>,
+    /// That texture, once the last linear layer has made it.
+    loss_dz_rows: Option<wgpu::TextureView>,
 }
 
 impl B<'_> {
@@ -399,6 +404,8 @@ impl Plan {
             fwd: Vec::new(),
             bwd: Vec::new(),
             train: opt.is_some(),
+            loss_dz: None,
+            loss_dz_rows: None,
         };
         // A max pooling right after batch norm is computed by the norm's apply kernel
         // (bn_pool_tex), so that norm's output is never stored: it gets no full-size buffer.
@@ -457,6 +464,7 @@ impl Plan {
             acts.push(b.t(if pooled_bn[i] { 1 } else { len }, DType::F32)?);
             grads.push(b.t(if pooled_bwd[i] { 1 } else { len }, DType::F32)?);
         }
+        b.loss_dz = (b.train && batch <= loss::FUSED_MAX).then(|| *grads.last().unwrap());
         let mut s = model.input;
         let (mut fwd_names, mut bwd_names) = (Vec::new(), Vec::new());
         // A max pooling that the batch norm before it computed: Some(its argmax), or Some(None)
@@ -709,7 +717,19 @@ impl Plan {
         let metrics_t = Tensor::from_f32(gpu, "metrics", &[4], &[0.0; 4])?;
         // one dispatch where the batch fits a workgroup (each dispatch costs a fixed wake-up of
         // the worker threads on CPU-backed adapters)
-        let loss = if batch <= loss::FUSED_MAX {
+        let loss = if let Some(rows) = b.loss_dz_rows.take() {
+            vec![loss::softmax_ce_metrics_rows(
+                gpu,
+                batch,
+                model.classes,
+                b.buf(logits),
+                b.buf(labels),
+                b.buf(glogits),
+                b.buf(per_sample),
+                &metrics_t.buf,
+                &rows,
+            )?]
+        } else if batch <= loss::FUSED_MAX {
             vec![loss::softmax_ce_metrics(
                 gpu,
                 batch,
@@ -1340,8 +1360,16 @@ fn plan_linear_tex(
     } else {
         gy
     };
-    let (sg, tg) = linear::rows_tex(gpu, "linear dz", n, l.fout, b.buf(gz))?;
-    steps.push(sg);
+    // the logits' gradient: the fused loss writes its rows into the texture itself
+    let tg = if b.loss_dz == Some(gz) {
+        let tg = linear::rows_tex_unfilled(gpu, "linear dz (from the loss)", n, l.fout)?;
+        b.loss_dz_rows = Some(tg.view.clone());
+        tg
+    } else {
+        let (sg, tg) = linear::rows_tex(gpu, "linear dz", n, l.fout, b.buf(gz))?;
+        steps.push(sg);
+        tg
+    };
     // dW = dzᵀ x with the bias gradient (dz summed over the batch), and dx = dz W: one dispatch
     // where dx's rows are vec4s (every dispatch costs a fixed wake-up on CPU-backed adapters)
     if let Some(gx) = gx.filter(|_| linear::bwd_fused_ok(l.fin)) {

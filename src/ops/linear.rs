@@ -105,7 +105,7 @@ pub fn rows_tex(
     cols: usize,
     src: &wgpu::Buffer,
 ) -> Result<(Step, RowsTex)> {
-    if rows == 0 || cols == 0 || src.size() < (rows * cols * 4) as u64 {
+    if src.size() < (rows * cols * 4) as u64 {
         return Err(Error::Shape {
             op: "linear",
             msg: format!(
@@ -115,12 +115,7 @@ pub fn rows_tex(
             ),
         });
     }
-    if !act_texture_fits(gpu, rows * cols.div_ceil(4)) {
-        return Err(Error::Shape {
-            op: "linear",
-            msg: format!("{label}: a {rows} x {cols} matrix exceeds the device's texture limits"),
-        });
-    }
+    check_rows_tex(gpu, label, rows, cols)?;
     let (step, texture, view) = rows_texture(gpu, label, rows, cols, src)?;
     Ok((
         step,
@@ -131,6 +126,35 @@ pub fn rows_tex(
             view,
         },
     ))
+}
+
+/// A row texture for a [rows][cols] matrix that a kernel writes itself (as
+/// `loss::softmax_ce_metrics_rows` writes dz), so nothing fills it.
+pub fn rows_tex_unfilled(gpu: &Gpu, label: &str, rows: usize, cols: usize) -> Result<RowsTex> {
+    check_rows_tex(gpu, label, rows, cols)?;
+    let (texture, view) = crate::ops::conv::act_texture(gpu, label, rows * cols.div_ceil(4));
+    Ok(RowsTex {
+        rows,
+        cols,
+        texture,
+        view,
+    })
+}
+
+fn check_rows_tex(gpu: &Gpu, label: &str, rows: usize, cols: usize) -> Result<()> {
+    if rows == 0 || cols == 0 {
+        return Err(Error::Shape {
+            op: "linear",
+            msg: format!("{label}: a {rows} x {cols} matrix is empty"),
+        });
+    }
+    if !act_texture_fits(gpu, rows * cols.div_ceil(4)) {
+        return Err(Error::Shape {
+            op: "linear",
+            msg: format!("{label}: a {rows} x {cols} matrix exceeds the device's texture limits"),
+        });
+    }
+    Ok(())
 }
 
 /// A validated `linear_tex` product: its params and the resources its epilogue binds.

@@ -1,10 +1,11 @@
 //! Softmax cross-entropy with its gradient, and GPU-side metric accumulation
-//! (shaders/loss.wgsl), in one dispatch where the batch fits a workgroup.
+//! (shaders/loss.wgsl), in one dispatch where the batch fits a workgroup, optionally also writing
+//! dz's rows into the texture the last linear layer's backward reads.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
 use crate::gpu::kernels::{Binding, KernelSpec, ShaderId};
-use crate::ops::Dispatch;
+use crate::ops::{Dispatch, Res};
 
 crate::gpu_params!(
     ShaderId::Loss,
@@ -67,36 +68,92 @@ pub fn softmax_ce_metrics(
     per_sample: &wgpu::Buffer,
     metrics: &wgpu::Buffer,
 ) -> Result<Dispatch> {
+    fused(gpu, n, classes, z, labels, dz, per_sample, metrics, None)
+}
+
+/// [`softmax_ce_metrics`] that also stores dz's rows into `dz_rows`, a row texture of
+/// n x ceil(classes / 4) texels (zeros past the classes), which the last linear layer's backward
+/// reads: no kernel then packs dz. dz, per-sample and the metrics get the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_ce_metrics_rows(
+    gpu: &Gpu,
+    n: usize,
+    classes: usize,
+    z: &wgpu::Buffer,
+    labels: &wgpu::Buffer,
+    dz: &wgpu::Buffer,
+    per_sample: &wgpu::Buffer,
+    metrics: &wgpu::Buffer,
+    dz_rows: &wgpu::TextureView,
+) -> Result<Dispatch> {
+    let texels = n * classes.div_ceil(4);
+    if !crate::ops::conv::view_holds(dz_rows, texels) {
+        return Err(Error::Shape {
+            op: "softmax_ce_metrics_rows",
+            msg: format!("the dz rows texture does not hold {n} rows of {classes} classes"),
+        });
+    }
+    fused(
+        gpu,
+        n,
+        classes,
+        z,
+        labels,
+        dz,
+        per_sample,
+        metrics,
+        Some(dz_rows),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fused(
+    gpu: &Gpu,
+    n: usize,
+    classes: usize,
+    z: &wgpu::Buffer,
+    labels: &wgpu::Buffer,
+    dz: &wgpu::Buffer,
+    per_sample: &wgpu::Buffer,
+    metrics: &wgpu::Buffer,
+    dz_rows: Option<&wgpu::TextureView>,
+) -> Result<Dispatch> {
     if n > FUSED_MAX {
-        return Err(crate::error::Error::Shape {
+        return Err(Error::Shape {
             op: "softmax_ce_metrics",
             msg: format!("{n} samples; one workgroup holds at most {FUSED_MAX}"),
         });
     }
-    let spec = KernelSpec::new(
-        ShaderId::Loss,
-        "softmax_ce_metrics",
-        &[
-            Binding::Uniform,
-            Binding::ReadWrite,
-            Binding::ReadWrite,
-            Binding::Read,
-            Binding::Read,
-            Binding::ReadWrite,
-        ],
-    );
+    use Binding::{Read, ReadWrite, TexWrite, Uniform};
+    let (entry, bindings): (_, &[Binding]) = match dz_rows {
+        None => (
+            "softmax_ce_metrics",
+            &[Uniform, ReadWrite, ReadWrite, Read, Read, ReadWrite],
+        ),
+        Some(_) => (
+            "softmax_ce_metrics_rows",
+            &[
+                Uniform, ReadWrite, ReadWrite, Read, Read, ReadWrite, TexWrite,
+            ],
+        ),
+    };
+    let spec = KernelSpec::new(ShaderId::Loss, entry, bindings);
     let p = LossParams {
         n: n as u32,
         classes: classes as u32,
         ..Default::default()
     };
-    Dispatch::new(
-        gpu,
-        &spec,
-        &p,
-        &[dz, per_sample, z, labels, metrics],
-        [1, 1, 1],
-    )
+    let mut res = vec![
+        Res::from(dz),
+        Res::from(per_sample),
+        Res::from(z),
+        Res::from(labels),
+        Res::from(metrics),
+    ];
+    if let Some(v) = dz_rows {
+        res.push(Res::View(v));
+    }
+    Dispatch::with_resources(gpu, &spec, &p, &res, [1, 1, 1])
 }
 
 /// metrics[0..3] += (sum of losses, number correct, n).
