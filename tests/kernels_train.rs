@@ -694,52 +694,48 @@ fn softmax_ce_and_metrics_match_twins() {
             Tol::BALANCED,
         );
 
-        // the fused kernel: the same bits as the two dispatches (outputs poisoned first)
-        let (fdz, fper) = (out(g, n * classes), out(g, 2 * n));
-        let fm = up(g, &[1.5, 2.0, 3.0, 0.0]);
-        let fused = loss::softmax_ce_metrics(
-            g, n, classes, &tz.buf, &tl.buf, &fdz.buf, &fper.buf, &fm.buf,
-        );
+        // the fused kernel, without and with dz's rows into a row texture: the same bits as the
+        // two dispatches (outputs and the texture poisoned first), the rows padded with zeros
+        let rows = incq::ops::linear::rows_tex_unfilled(g, "dz rows", n.min(256), classes).unwrap();
+        let f32s = |t: &Tensor| t.to_f32(g).unwrap();
+        for to_rows in [false, true] {
+            let what = format!("fused, n {n}, rows {to_rows}");
+            let (fdz, fper) = (out(g, n * classes), out(g, 2 * n));
+            let fm = up(g, &[1.5, 2.0, 3.0, 0.0]);
+            write_rows_texture(g, &rows.texture, &[], POISON);
+            let fused = loss::softmax_ce_metrics(
+                g,
+                n,
+                classes,
+                &tz.buf,
+                &tl.buf,
+                &fdz.buf,
+                &fper.buf,
+                &fm.buf,
+                to_rows.then_some(&rows.view),
+            );
+            if n > loss::FUSED_MAX {
+                let e = fused.err().expect("too many samples for one workgroup");
+                assert!(e.to_string().contains("256"), "{e}");
+                continue;
+            }
+            fused.unwrap().run(g);
+            assert_exact_f32(&format!("{what}: dz"), &f32s(&fdz), &f32s(&tdz));
+            assert_exact_f32(&format!("{what}: per-sample"), &f32s(&fper), &f32s(&tper));
+            assert_exact_f32(&format!("{what}: metrics"), &f32s(&fm), &f32s(&tm));
+            if to_rows {
+                let w4 = classes.div_ceil(4) * 4;
+                let tex = g.read_texture_rgba32f(&rows.texture).unwrap();
+                let mut want = vec![0.0f32; n * w4];
+                for (r, row) in f32s(&tdz).chunks(classes).enumerate() {
+                    want[r * w4..r * w4 + classes].copy_from_slice(row);
+                }
+                assert_exact_f32(&format!("{what}: texture"), &tex[..n * w4], &want);
+            }
+        }
         if n > loss::FUSED_MAX {
-            let e = fused.err().expect("too many samples for one workgroup");
-            assert!(e.to_string().contains("256"), "{e}");
             continue;
         }
-        fused.unwrap().run(g);
-        let f32s = |t: &Tensor| t.to_f32(g).unwrap();
-        assert_exact_f32(&format!("fused dz, n {n}"), &f32s(&fdz), &f32s(&tdz));
-        assert_exact_f32(
-            &format!("fused per-sample, n {n}"),
-            &f32s(&fper),
-            &f32s(&tper),
-        );
-        assert_exact_f32(&format!("fused metrics, n {n}"), &f32s(&fm), &f32s(&tm));
-
-        // and with dz's rows into a row texture (poisoned first): the same bits everywhere, the
-        // rows padded with zeros past the classes
-        let (rdz, rper) = (out(g, n * classes), out(g, 2 * n));
-        let rm = up(g, &[1.5, 2.0, 3.0, 0.0]);
-        let rows = incq::ops::linear::rows_tex_unfilled(g, "dz rows", n, classes).unwrap();
-        write_rows_texture(g, &rows.texture, &[], POISON);
-        loss::softmax_ce_metrics_rows(
-            g, n, classes, &tz.buf, &tl.buf, &rdz.buf, &rper.buf, &rm.buf, &rows.view,
-        )
-        .unwrap()
-        .run(g);
-        assert_exact_f32(&format!("rows dz, n {n}"), &f32s(&rdz), &f32s(&tdz));
-        assert_exact_f32(
-            &format!("rows per-sample, n {n}"),
-            &f32s(&rper),
-            &f32s(&tper),
-        );
-        assert_exact_f32(&format!("rows metrics, n {n}"), &f32s(&rm), &f32s(&tm));
-        let w4 = classes.div_ceil(4) * 4;
-        let tex = g.read_texture_rgba32f(&rows.texture).unwrap();
-        let mut want = vec![0.0f32; n * w4];
-        for (r, row) in f32s(&tdz).chunks(classes).enumerate() {
-            want[r * w4..r * w4 + classes].copy_from_slice(row);
-        }
-        assert_exact_f32(&format!("rows texture, n {n}"), &tex[..n * w4], &want);
         // a texture not in the row layout (16 texels wide) is refused
         let narrow = g.device.create_texture(&wgpu::TextureDescriptor {
             label: Some("narrow"),
@@ -759,8 +755,16 @@ fn softmax_ce_and_metrics_match_twins() {
             dimension: Some(wgpu::TextureViewDimension::D2Array),
             ..Default::default()
         });
-        let e = loss::softmax_ce_metrics_rows(
-            g, n, classes, &tz.buf, &tl.buf, &rdz.buf, &rper.buf, &rm.buf, &view,
+        let e = loss::softmax_ce_metrics(
+            g,
+            n,
+            classes,
+            &tz.buf,
+            &tl.buf,
+            &tdz.buf,
+            &tper.buf,
+            &tm.buf,
+            Some(&view),
         )
         .err()
         .expect("a texture outside the row layout");

@@ -717,19 +717,8 @@ impl Plan {
         let metrics_t = Tensor::from_f32(gpu, "metrics", &[4], &[0.0; 4])?;
         // one dispatch where the batch fits a workgroup (each dispatch costs a fixed wake-up of
         // the worker threads on CPU-backed adapters)
-        let loss = if let Some(rows) = b.loss_dz_rows.take() {
-            vec![loss::softmax_ce_metrics_rows(
-                gpu,
-                batch,
-                model.classes,
-                b.buf(logits),
-                b.buf(labels),
-                b.buf(glogits),
-                b.buf(per_sample),
-                &metrics_t.buf,
-                &rows,
-            )?]
-        } else if batch <= loss::FUSED_MAX {
+        let dz_rows = b.loss_dz_rows.take();
+        let loss = if batch <= loss::FUSED_MAX {
             vec![loss::softmax_ce_metrics(
                 gpu,
                 batch,
@@ -739,6 +728,7 @@ impl Plan {
                 b.buf(glogits),
                 b.buf(per_sample),
                 &metrics_t.buf,
+                dz_rows.as_ref(),
             )?]
         } else {
             vec![

@@ -129,7 +129,7 @@ pub fn rows_tex(
 }
 
 /// A row texture for a [rows][cols] matrix that a kernel writes itself (as
-/// `loss::softmax_ce_metrics_rows` writes dz), so nothing fills it.
+/// `loss::softmax_ce_metrics` writes dz's rows), so nothing fills it.
 pub fn rows_tex_unfilled(gpu: &Gpu, label: &str, rows: usize, cols: usize) -> Result<RowsTex> {
     check_rows_tex(gpu, label, rows, cols)?;
     let (texture, view) = crate::ops::conv::act_texture(gpu, label, rows * cols.div_ceil(4));

@@ -57,57 +57,10 @@ pub fn softmax_ce(
 pub const FUSED_MAX: usize = 256;
 
 /// [`softmax_ce`] then [`accumulate`] in one dispatch, with the same bits, for n <= [`FUSED_MAX`].
+/// With `dz_rows` it also stores dz's rows into that row texture (n x ceil(classes / 4) texels,
+/// zeros past the classes), which the last linear layer's backward reads: no kernel then packs dz.
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_ce_metrics(
-    gpu: &Gpu,
-    n: usize,
-    classes: usize,
-    z: &wgpu::Buffer,
-    labels: &wgpu::Buffer,
-    dz: &wgpu::Buffer,
-    per_sample: &wgpu::Buffer,
-    metrics: &wgpu::Buffer,
-) -> Result<Dispatch> {
-    fused(gpu, n, classes, z, labels, dz, per_sample, metrics, None)
-}
-
-/// [`softmax_ce_metrics`] that also stores dz's rows into `dz_rows`, a row texture of
-/// n x ceil(classes / 4) texels (zeros past the classes), which the last linear layer's backward
-/// reads: no kernel then packs dz. dz, per-sample and the metrics get the same bits.
-#[allow(clippy::too_many_arguments)]
-pub fn softmax_ce_metrics_rows(
-    gpu: &Gpu,
-    n: usize,
-    classes: usize,
-    z: &wgpu::Buffer,
-    labels: &wgpu::Buffer,
-    dz: &wgpu::Buffer,
-    per_sample: &wgpu::Buffer,
-    metrics: &wgpu::Buffer,
-    dz_rows: &wgpu::TextureView,
-) -> Result<Dispatch> {
-    let texels = n * classes.div_ceil(4);
-    if !crate::ops::conv::view_holds(dz_rows, texels) {
-        return Err(Error::Shape {
-            op: "softmax_ce_metrics_rows",
-            msg: format!("the dz rows texture does not hold {n} rows of {classes} classes"),
-        });
-    }
-    fused(
-        gpu,
-        n,
-        classes,
-        z,
-        labels,
-        dz,
-        per_sample,
-        metrics,
-        Some(dz_rows),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn fused(
     gpu: &Gpu,
     n: usize,
     classes: usize,
@@ -123,6 +76,14 @@ fn fused(
             op: "softmax_ce_metrics",
             msg: format!("{n} samples; one workgroup holds at most {FUSED_MAX}"),
         });
+    }
+    if let Some(v) = dz_rows {
+        if !crate::ops::conv::view_holds(v, n * classes.div_ceil(4)) {
+            return Err(Error::Shape {
+                op: "softmax_ce_metrics",
+                msg: format!("the dz rows texture does not hold {n} rows of {classes} classes"),
+            });
+        }
     }
     use Binding::{Read, ReadWrite, TexWrite, Uniform};
     let (entry, bindings): (_, &[Binding]) = match dz_rows {
