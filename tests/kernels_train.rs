@@ -699,7 +699,12 @@ fn softmax_ce_and_metrics_match_twins() {
         let rows = incq::ops::linear::rows_tex_unfilled(g, "dz rows", n.min(256), classes).unwrap();
         let f32s = |t: &Tensor| t.to_f32(g).unwrap();
         for to_rows in [false, true] {
-            let what = format!("fused, n {n}, rows {to_rows}");
+            // the entry point each form runs
+            let entry = match to_rows {
+                false => "softmax_ce_metrics",
+                true => "softmax_ce_metrics_rows",
+            };
+            let what = format!("{entry}, n {n}");
             let (fdz, fper) = (out(g, n * classes), out(g, 2 * n));
             let fm = up(g, &[1.5, 2.0, 3.0, 0.0]);
             write_rows_texture(g, &rows.texture, &[], POISON);
