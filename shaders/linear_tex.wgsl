@@ -29,7 +29,9 @@
 // lies inside its row and its vec4 index (r n + 4 col4) / 4 < m n / 4. Then fetch() clamps the row to
 // rows - 1 and the texel to rs4 - 1, so t < rows * rs4; stores and aux reads happen only for
 // row < m and col < n. Clamped fetches feed only outputs that are not stored, or are zeroed by
-// the reduction-range test (`live`) before they reach an accumulator.
+// the reduction-range test (`live`) before they reach an accumulator. Row-texture outputs (ROWS,
+// DW_ROWS, DX_ROWS) store texel idx only where the buffer store at vec4 idx happens, and the host
+// checks that their textures hold the product's m n / 4 texels.
 
 struct LinParams {
     m: u32, n: u32, k: u32, k4: u32,          // C is m x n; k reduction steps in k4 = ceil(k/4) texels
@@ -223,6 +225,11 @@ fn linear_tex(@builtin(workgroup_id) wg: vec3<u32>,
 
 @group(0) @binding(1) var<storage, read_write> c4v: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> aux4: array<vec4<f32>>;
+// ROWS = 1: linear_tex4 also stores C into this row texture, which the next linear layer reads
+// as its x (rows of n % 4 == 0 floats have no padding, so C's vec4 idx is its texel), and no copy
+// fills it. The host checks that the texture holds m n / 4 texels.
+override ROWS: u32 = 0u;
+@group(0) @binding(6) var c_rows: texture_storage_2d_array<rgba32float, write>;
 
 // Row r, columns col .. col + 3 of C as one vec4 (p.n % 4 == 0, so col < p.n holds all four).
 fn store_row4(lp: LinParams, r: u32, col: u32, v: vec4<f32>, bias: vec4<f32>) {
@@ -241,6 +248,10 @@ fn store_row4(lp: LinParams, r: u32, col: u32, v: vec4<f32>, bias: vec4<f32>) {
         x = select(vec4<f32>(0.0), x, aux4[idx] > vec4<f32>(0.0));
     }
     c4v[idx] = x;
+    if (ROWS == 1u) {
+        let xy = texel_xy(idx);
+        textureStore(c_rows, xy.xy, xy.z, x);
+    }
 }
 
 // linear_tex for p.n % 4 == 0: one vec4 store per row (llvmpipe stores a vec4 for about the price
@@ -289,12 +300,25 @@ struct BwdParams {
 @group(0) @binding(0) var<uniform> bp: BwdParams;
 @group(0) @binding(6) var<storage, read_write> dx4: array<vec4<f32>>;
 @group(0) @binding(7) var tex_w: texture_storage_2d_array<rgba32float, read>;
+// DW_ROWS = 1: dW's texels also go to dw_rows (the optimizer reads the gradient there); DX_ROWS =
+// 1: dx's to dx_rows (the dz rows of the linear layer before, or the pooled dy of the batch norm
+// before). Rows of n % 4 == 0 floats, so a vec4's index is its texel; the host checks that each
+// texture holds m n / 4 texels of its product.
+override DW_ROWS: u32 = 0u;
+override DX_ROWS: u32 = 0u;
+@group(0) @binding(8) var dw_rows: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(9) var dx_rows: texture_storage_2d_array<rgba32float, write>;
 
 fn store_dw4(lp: LinParams, r: u32, col: u32, v: vec4<f32>) {
     if (r >= lp.m || col >= lp.n) {
         return;
     }
-    c4v[(r * lp.n + col) / 4u] = v;
+    let idx = (r * lp.n + col) / 4u;
+    c4v[idx] = v;
+    if (DW_ROWS == 1u) {
+        let xy = texel_xy(idx);
+        textureStore(dw_rows, xy.xy, xy.z, v);
+    }
 }
 
 fn store_dx4(lp: LinParams, r: u32, col: u32, v: vec4<f32>) {
@@ -307,6 +331,10 @@ fn store_dx4(lp: LinParams, r: u32, col: u32, v: vec4<f32>) {
         x = select(vec4<f32>(0.0), x, aux4[idx] > vec4<f32>(0.0));
     }
     dx4[idx] = x;
+    if (DX_ROWS == 1u) {
+        let xy = texel_xy(idx);
+        textureStore(dx_rows, xy.xy, xy.z, x);
+    }
 }
 
 @compute @workgroup_size(WG)

@@ -5,7 +5,7 @@
 //! Tolerance: Tol::BALANCED (f32 accumulation over K <= 800 against an f64 reference).
 
 mod common;
-use common::{assert_close, assert_exact_f32, gpu, Rng, Tol, POISON};
+use common::{assert_close, assert_exact_f32, gpu, write_rows_texture, Rng, Tol, POISON};
 use incq::gpu::Tensor;
 use incq::ops::gemm::{gemm, pack, GemmDesc, GemmVariant, PackParams};
 use incq::ops::linear::{self, Epilogue, Form};
@@ -236,12 +236,26 @@ fn linear_case(form: Form, (m, n, k): (usize, usize, usize), epi: u8, seed: u64)
     let tsum = Tensor::from_f32(g, "colsum", &[m], &vec![0.0; m]).unwrap();
     tsum.poison(g, POISON);
     let colsum = (form == Form::Tn).then_some(&tsum.buf);
-    let d = linear::gemm(g, form, &ra, &rb, &tc.buf, e, colsum).unwrap();
+    // rows of whole texels (linear_tex4): C also into a poisoned row texture (ROWS = 1)
+    let rows = n.is_multiple_of(4).then(|| {
+        let r = linear::rows_tex_unfilled(g, "C rows", m, n).unwrap();
+        write_rows_texture(g, &r.texture, &[], POISON);
+        r
+    });
+    let d = linear::gemm(g, form, &ra, &rb, &tc.buf, e, colsum, rows.as_ref()).unwrap();
     let op = Op {
         steps: vec![sa, sb, d.into()],
         textures: Vec::new(),
     };
     op.run(g);
+    if let Some(r) = &rows {
+        let tex = g.read_texture_rgba32f(&r.texture).unwrap();
+        assert_exact_f32(
+            &format!("linear_tex4 {form:?} {m}x{n}x{k} epilogue {epi}: C rows texture"),
+            &tex[..m * n],
+            &tc.to_f32(g).unwrap(),
+        );
+    }
     if form == Form::Tn {
         let want: Vec<f32> = (0..m)
             .map(|i| (0..k).map(|l| f64::from(a[l * m + i])).sum::<f64>() as f32)
@@ -304,10 +318,26 @@ fn linear_tex_rejects_operands_that_do_not_chain() {
     let t = Tensor::from_f32(g, "x", &[64], &[0.0; 64]).unwrap();
     let (_, a) = linear::rows_tex(g, "A", 4, 8, &t.buf).unwrap();
     let (_, b) = linear::rows_tex(g, "B", 4, 6, &t.buf).unwrap();
-    let err = linear::gemm(g, Form::Nt, &a, &b, &t.buf, Epilogue::None, None)
+    let err = linear::gemm(g, Form::Nt, &a, &b, &t.buf, Epilogue::None, None, None)
         .err()
         .expect("A 4 x 8 and B 4 x 6 have different k");
     assert!(err.to_string().contains("do not chain"), "{err}");
+    // a row texture for C must have C's shape
+    let (_, b8) = linear::rows_tex(g, "B", 4, 8, &t.buf).unwrap();
+    let wrong = linear::rows_tex_unfilled(g, "C rows", 4, 8).unwrap();
+    let err = linear::gemm(
+        g,
+        Form::Nt,
+        &a,
+        &b8,
+        &t.buf,
+        Epilogue::None,
+        None,
+        Some(&wrong),
+    )
+    .err()
+    .expect("C is 4 x 4, the texture 4 x 8");
+    assert!(err.to_string().contains("C rows"), "{err}");
     let err = linear::rows_tex(g, "big", 9, 8, &t.buf)
         .err()
         .expect("a 64-float buffer cannot hold 9 x 8");
@@ -375,13 +405,28 @@ fn linear_bwd_fused_matches_the_two_gemms_bit_for_bit() {
                 &two[0].buf,
                 Epilogue::None,
                 Some(&two[1].buf),
+                None,
             )
             .unwrap()
             .run(g);
-            linear::gemm(g, Form::Nn, &rz, &rw, &two[2].buf, epi, None)
+            linear::gemm(g, Form::Nn, &rz, &rw, &two[2].buf, epi, None, None)
                 .unwrap()
                 .run(g);
             let one = outs();
+            // dW and dx also into poisoned row textures (DW_ROWS, DX_ROWS), in the masked case
+            // (either alone in the other)
+            let tex_out = |rows: usize| {
+                let r = linear::rows_tex_unfilled(g, "rows out", rows, fin).unwrap();
+                write_rows_texture(g, &r.texture, &[], POISON);
+                r
+            };
+            let (dw_rows, dx_rows) = match linear::bwd_fused_ok(fin) {
+                true => (
+                    (masked || i % 2 == 0).then(|| tex_out(fout)),
+                    (masked || i % 2 == 1).then(|| tex_out(batch)),
+                ),
+                false => (None, None),
+            };
             let d = linear::gemm_bwd(
                 g,
                 &rz,
@@ -391,6 +436,10 @@ fn linear_bwd_fused_matches_the_two_gemms_bit_for_bit() {
                 &one[1].buf,
                 &one[2].buf,
                 mask,
+                linear::BwdRows {
+                    dw: dw_rows.as_ref(),
+                    dx: dx_rows.as_ref(),
+                },
             );
             if !linear::bwd_fused_ok(fin) {
                 let e = d
@@ -408,6 +457,17 @@ fn linear_bwd_fused_matches_the_two_gemms_bit_for_bit() {
                 &f32s(&two[1]),
             );
             assert_exact_f32(&format!("dx, {case}"), &f32s(&one[2]), &f32s(&two[2]));
+            for (what, r, want) in [("dW", &dw_rows, &two[0]), ("dx", &dx_rows, &two[2])] {
+                if let Some(r) = r {
+                    let tex = g.read_texture_rgba32f(&r.texture).unwrap();
+                    let want = f32s(want);
+                    assert_exact_f32(
+                        &format!("{what} rows texture, {case}"),
+                        &tex[..want.len()],
+                        &want,
+                    );
+                }
+            }
             // and the products themselves, against the f64 twin
             let want = reference::gemm::linear_tex(
                 Form::Nn,

@@ -5,7 +5,7 @@
 //! Shapes are awkward on purpose: batch 1, odd sizes, stride 2, 1x1 kernels, padding.
 
 mod common;
-use common::{assert_close, assert_exact_f32, gpu, Rng, Tol, POISON};
+use common::{assert_close, assert_exact_f32, gpu, write_rows_texture, Rng, Tol, POISON};
 use incq::gpu::{DType, Tensor};
 use incq::ops::conv::{ConvShape, ConvVariant};
 use incq::ops::norm::{BnBwd, BnShape};
@@ -1013,7 +1013,8 @@ fn sgd_tex_matches_sgd_bit_for_bit() {
         };
         let (tw, tm, sw, sm) = (up(g, &w), up(g, &mom), up(g, &w), up(g, &mom));
         let (tg, tk) = (up(g, &grad), up(g, &mask));
-        optim::sgd_tex(g, &p, &tw.buf, &tm.buf, &tg.buf, &tk.buf)
+        let none = optim::SgdTextures::default();
+        optim::sgd_tex(g, &p, &tw.buf, &tm.buf, &tg.buf, &tk.buf, none)
             .unwrap()
             .run(g);
         optim::sgd(g, &p, &sw.buf, &sm.buf, &tg.buf, &tk.buf)
@@ -1032,6 +1033,38 @@ fn sgd_tex_matches_sgd_bit_for_bit() {
         reference::optim::sgd(&p, &mut w2, &mut m2, &grad, &mask);
         assert_close(&format!("sgd_tex w, n {n}"), &gw, &w2, Tol::STRICT);
         assert_close(&format!("sgd_tex momentum, n {n}"), &gm, &m2, Tol::STRICT);
+        // w and the gradient from given textures (no copies): their buffers hold poison, so the
+        // same bits can only come from the textures; the textures' tails are poison too
+        let given = |v: &[f32]| {
+            let r = incq::ops::linear::rows_tex_unfilled(g, "given", 1, n).unwrap();
+            write_rows_texture(g, &r.texture, v, POISON);
+            r
+        };
+        let (gwt, ggt) = (given(&w), given(&grad));
+        let (hw, hm, hg) = (up(g, &w), up(g, &mom), up(g, &grad));
+        hw.poison(g, POISON);
+        hg.poison(g, POISON);
+        let tex = optim::SgdTextures {
+            w: Some(&gwt.view),
+            grad: Some(&ggt.view),
+        };
+        let op = optim::sgd_tex(g, &p, &hw.buf, &hm.buf, &hg.buf, &tk.buf, tex).unwrap();
+        assert_eq!(
+            op.steps.len(),
+            3,
+            "copies of momentum and mask, and the kernel"
+        );
+        op.run(g);
+        assert_exact_f32(
+            &format!("sgd_tex given w, n {n}"),
+            &hw.to_f32(g).unwrap(),
+            &gw,
+        );
+        assert_exact_f32(
+            &format!("sgd_tex given momentum, n {n}"),
+            &hm.to_f32(g).unwrap(),
+            &gm,
+        );
     }
     // a buffer shorter than n is refused, naming it
     let short = up(g, &[0.0; 4]);
@@ -1040,10 +1073,26 @@ fn sgd_tex_matches_sgd_bit_for_bit() {
         n: 8,
         ..Default::default()
     };
-    let e = optim::sgd_tex(g, &p, &big.buf, &big.buf, &short.buf, &big.buf)
+    let none = optim::SgdTextures::default();
+    let e = optim::sgd_tex(g, &p, &big.buf, &big.buf, &short.buf, &big.buf, none)
         .err()
         .expect("short grad");
     assert!(e.to_string().contains("grad"), "{e}");
+    // so is a given texture of fewer texels than the tensor's (a 2048-texel one for 3 rows)
+    let small = incq::ops::linear::rows_tex_unfilled(g, "small", 1, 8).unwrap();
+    let p = optim::SgdParams {
+        n: 3 * 2048 * 4,
+        ..Default::default()
+    };
+    let t = up(g, &vec![0.0; 3 * 2048 * 4]);
+    let tex = optim::SgdTextures {
+        w: None,
+        grad: Some(&small.view),
+    };
+    let e = optim::sgd_tex(g, &p, &t.buf, &t.buf, &t.buf, &t.buf, tex)
+        .err()
+        .expect("a texture too small");
+    assert!(e.to_string().contains("gradient texture"), "{e}");
 }
 
 #[test]
@@ -1308,29 +1357,6 @@ fn bn_bwd<'a>(
     }
 }
 
-/// Fills an rgba32float texture (one array layer) with `texels` texels of `data` (4 floats each,
-/// texel t at x = t % 2048, row t / 2048) and `fill` bits everywhere else.
-fn write_rows_texture(g: &incq::Gpu, tex: &wgpu::Texture, data: &[f32], fill: u32) {
-    assert_eq!(
-        tex.depth_or_array_layers(),
-        1,
-        "test textures hold one layer"
-    );
-    let (w, h) = (tex.width() as usize, tex.height() as usize);
-    let mut all = vec![f32::from_bits(fill); w * h * 4];
-    all[..data.len()].copy_from_slice(data);
-    g.queue.write_texture(
-        tex.as_image_copy(),
-        bytemuck::cast_slice(&all),
-        wgpu::TexelCopyBufferLayout {
-            offset: 0,
-            bytes_per_row: Some((w * 16) as u32),
-            rows_per_image: Some(h as u32),
-        },
-        tex.size(),
-    );
-}
-
 /// NCHW values as rows of ceil(w/4) texels (pack_act's layout), zeros past each row.
 fn to_rows(v: &[f32], rows: usize, w: usize) -> Vec<f32> {
     let w4 = w.div_ceil(4);
@@ -1504,7 +1530,8 @@ fn bn_rows_kernels_match_the_buffer_paths() {
 /// step of 1e-2 never moves an argmax). The forward without argmax stores (ARG = false) pools the
 /// same bits, and so does dx written into a conv's row texture (bn_pool_bwd_dx_rows_tex). Widths
 /// that are not a multiple of 4 run bn_pool_bwd_reduce2_tex and bn_pool_bwd_dx_rows2_tex (dx only
-/// into a row texture, zeros past each row).
+/// into a row texture, zeros past each row). Given the pooled dy in a texture (as the linear layer
+/// after the pooling stores it), nothing is copied and the same bits come out.
 #[test]
 fn bn_pool_backward_matches_pooling_then_bn_backward() {
     let Some(g) = gpu() else { return };
@@ -1599,6 +1626,39 @@ fn bn_pool_backward_matches_pooling_then_bn_backward() {
             .unwrap()
             .run(g);
         let rows = g.read_texture_rgba32f(&dtex).unwrap();
+        // the same with the pooled dy given in a texture of its values in order (as the linear
+        // layer after stores it): the dy buffer holds poison, the same bits must come out
+        if m.is_multiple_of(4) {
+            let pdy_rows = incq::ops::linear::rows_tex_unfilled(g, "pooled dy", 1, m).unwrap();
+            write_rows_texture(g, &pdy_rows.texture, &pdy, POISON);
+            let (dtex4, dview4) = conv::planes_texture(g, "dx rows", n, c, h, w);
+            write_rows_texture(g, &dtex4, &[], POISON);
+            let (bad_dy, tdg4, tdb4) = (out(g, m), out(g, c), out(g, c));
+            let b4 = bn_bwd((&tx, &tb, &bad_dy, &st, &tg), &unused, &tdg4, &tdb4);
+            let io = norm::PooledIo {
+                dx_rows: Some(&dview4),
+                dy: Some(&pdy_rows.view),
+            };
+            let op = norm::backward_tex_pooled_with(g, &s, &b4, &xv, w, io).unwrap();
+            assert_eq!(op.steps.len(), 2, "{what}: no copy of the given pooled dy");
+            op.run(g);
+            let f32s = |t: &Tensor| t.to_f32(g).unwrap();
+            common::assert_exact_f32(
+                &format!("{what} dx rows from the given pooled dy"),
+                &g.read_texture_rgba32f(&dtex4).unwrap(),
+                &rows,
+            );
+            common::assert_exact_f32(
+                &format!("{what} dgamma from the given pooled dy"),
+                &f32s(&tdg4),
+                &f32s(&tdg3),
+            );
+            common::assert_exact_f32(
+                &format!("{what} dbeta from the given pooled dy"),
+                &f32s(&tdb4),
+                &f32s(&tdb3),
+            );
+        }
         let w4 = w.div_ceil(4) * 4;
         let rows = &rows[..n * c * h * w4];
         for (r, row) in rows.chunks(w4).enumerate() {

@@ -20,6 +20,7 @@ use crate::ops::optim;
 use crate::ops::pool::{self, PoolShape};
 use crate::ops::reduce::{reduce, ReduceOp, ReduceShape};
 use crate::ops::{loss, Dispatch, Op};
+use std::collections::HashMap;
 
 /// How forward reads a weight tensor.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -306,11 +307,23 @@ struct B<'a> {
     fwd: Vec<Op>,
     bwd: Vec<Op>,
     train: bool,
+    opt: Option<OptimConfig>,
     /// The logits' gradient, where the fused loss can also write its rows into the texture the
     /// last linear layer's backward reads (training, a batch of one workgroup).
     loss_dz: Option<usize>,
     /// That texture, once the last linear layer has made it.
     loss_dz_rows: Option<wgpu::TextureView>,
+    /// Row textures that the layer producing an activation also stores it into, for the linear
+    /// layer that reads it next (by tensor), so that no copy fills them.
+    x_rows: HashMap<usize, linear::RowsTex>,
+    /// Row textures that a backward pass planned earlier reads a gradient from and that the
+    /// backward pass producing that gradient (planned later) must also store it into (by tensor).
+    /// Every entry is taken by its producer before the plan is done.
+    dx_rows: HashMap<usize, linear::RowsTex>,
+    /// Per weight: the forward's row texture of `w` (where forward reads `w` itself), and the
+    /// texture that backward stores the gradient into; the optimizer reads both without copies.
+    w_rows: HashMap<usize, linear::RowsTex>,
+    grad_rows: HashMap<usize, linear::RowsTex>,
 }
 
 impl B<'_> {
@@ -404,8 +417,13 @@ impl Plan {
             fwd: Vec::new(),
             bwd: Vec::new(),
             train: opt.is_some(),
+            opt,
             loss_dz: None,
             loss_dz_rows: None,
+            x_rows: HashMap::new(),
+            dx_rows: HashMap::new(),
+            w_rows: HashMap::new(),
+            grad_rows: HashMap::new(),
         };
         // A max pooling right after batch norm is computed by the norm's apply kernel
         // (bn_pool_tex), so that norm's output is never stored: it gets no full-size buffer.
@@ -606,13 +624,37 @@ impl Plan {
                         true => (grads[i + 2], Some(s.2)),
                         false => (gy, None),
                     };
+                    // the pooled dy from the texture-fed linear layer after the pooling, which
+                    // stores it there in its fused backward pass
+                    let fin = s.0 * (s.1 / 2) * (s.2 / 2);
+                    let gy_rows = match model.layers.get(i + 2) {
+                        Some(Layer::Linear { fout, .. })
+                            if pooled_bwd[i]
+                                && b.linear_tex(fin, *fout)
+                                && linear::bwd_fused_ok(fin) =>
+                        {
+                            let r = linear::rows_tex_unfilled(
+                                gpu,
+                                "bn pooled dy (stored by the linear layer after)",
+                                batch,
+                                fin,
+                            )?;
+                            b.dx_rows.insert(gy, r.clone());
+                            Some(r)
+                        }
+                        _ => None,
+                    };
                     let dy = BnDy {
                         gy,
                         dx_rows,
                         pooled_w,
+                        gy_rows: gy_rows.as_ref().map(|r| r.view.clone()),
                     };
-                    let (mut f, bw) = plan_bn(&mut b, net, &bs, *bi, x, out, dy, gx)?;
+                    let (mut f, mut bw) = plan_bn(&mut b, net, &bs, *bi, x, out, dy, gx)?;
                     f.textures.extend(x_rows_texture);
+                    if let (Some(bw), Some(r)) = (bw.as_mut(), gy_rows) {
+                        bw.textures.push(r.texture);
+                    }
                     b.push((f, bw));
                 }
                 (Layer::MaxPool2, _) => {
@@ -673,6 +715,7 @@ impl Plan {
                         bias: *bias,
                         gy_masked: next_masks,
                         mask_dx: masks_dx,
+                        next_tex: fused(model.layers.get(i + 1), *fout),
                     };
                     plan_linear(&mut b, net, &l, x, y, gy, need_dx.then_some(gx))?;
                 }
@@ -709,6 +752,12 @@ impl Plan {
             s = shapes[i];
             fwd_names.resize(b.fwd.len(), name.clone());
             bwd_names.resize(b.bwd.len(), name);
+        }
+        if let Some(t) = b.x_rows.keys().chain(b.dx_rows.keys()).next() {
+            return Err(Error::Shape {
+                op: "plan",
+                msg: format!("no kernel stores tensor {t}'s row texture (a planner bug)"),
+            });
         }
         let logits = *acts.last().unwrap();
         let glogits = *grads.last().unwrap();
@@ -772,10 +821,13 @@ impl Plan {
                     let bufs = (&p.w.buf, &p.momentum.buf, &p.grad.buf, &p.mask.buf);
                     let sp = sgd_params(p, &cfg);
                     // CPU-backed adapters read the four tensors from textures (copies fill them)
-                    let op = if gpu.info.device_type == wgpu::DeviceType::Cpu
-                        && crate::ops::conv::act_texture_fits(gpu, p.len().div_ceil(4))
-                    {
-                        optim::sgd_tex(gpu, &sp, bufs.0, bufs.1, bufs.2, bufs.3)?
+                    // (w and the gradient from the linear layer's textures where it made them)
+                    let op = if sgd_reads_textures(gpu, p, &cfg) {
+                        let given = optim::SgdTextures {
+                            w: b.w_rows.get(&pi).map(|r| &r.view),
+                            grad: b.grad_rows.get(&pi).map(|r| &r.view),
+                        };
+                        optim::sgd_tex(gpu, &sp, bufs.0, bufs.1, bufs.2, bufs.3, given)?
                     } else {
                         optim::sgd(gpu, &sp, bufs.0, bufs.1, bufs.2, bufs.3)?.into()
                     };
@@ -959,6 +1011,15 @@ fn adam_params(p: &Param, cfg: &OptimConfig, t: u32) -> optim::AdamParams {
 /// recorded 10 times per pass).
 const MULTI_MIN: usize = 4096;
 
+/// Whether the SGD update of `p` has a dispatch of its own that reads its operands from textures
+/// (`sgd_tex`: CPU-backed adapters, tensors of at least MULTI_MIN elements, SGD).
+fn sgd_reads_textures(gpu: &Gpu, p: &Param, cfg: &OptimConfig) -> bool {
+    !cfg.adam
+        && p.len() >= MULTI_MIN
+        && gpu.info.device_type == wgpu::DeviceType::Cpu
+        && crate::ops::conv::act_texture_fits(gpu, p.len().div_ceil(4))
+}
+
 /// What an optimizer dispatch updates.
 enum Upd {
     Adam(usize),
@@ -1068,6 +1129,9 @@ struct BnDy {
     /// The norm's backward pass also does the max pooling's that its forward fused, over rows
     /// of this width (norm::backward_tex_pooled).
     pooled_w: Option<usize>,
+    /// With `pooled_w`: the pooled dy is in this texture (its values in order), which the layer
+    /// after the pooling stores, so nothing copies `gy` there.
+    gy_rows: Option<wgpu::TextureView>,
 }
 
 impl BnDy {
@@ -1077,6 +1141,7 @@ impl BnDy {
             gy,
             dx_rows: None,
             pooled_w: None,
+            gy_rows: None,
         }
     }
 }
@@ -1096,6 +1161,7 @@ fn plan_bn(
         gy,
         dx_rows,
         pooled_w,
+        gy_rows,
     } = dy;
     let gpu = b.gpu;
     let stats = b.t(2 * bs.c, DType::F32)?;
@@ -1130,9 +1196,19 @@ fn plan_bn(
         )?;
         let bwd = match b.train {
             true => Some(match (&dx_rows, pooled_w) {
-                (None, Some(w)) => norm::backward_tex_pooled(gpu, bs, &bw, &xv, w)?,
+                (None, Some(w)) => {
+                    let io = norm::PooledIo {
+                        dx_rows: None,
+                        dy: gy_rows.as_ref(),
+                    };
+                    norm::backward_tex_pooled_with(gpu, bs, &bw, &xv, w, io)?
+                }
                 (Some((rw, v)), Some(w)) if *rw == w => {
-                    norm::backward_tex_pooled_rows(gpu, bs, &bw, &xv, w, v)?
+                    let io = norm::PooledIo {
+                        dx_rows: Some(v),
+                        dy: gy_rows.as_ref(),
+                    };
+                    norm::backward_tex_pooled_with(gpu, bs, &bw, &xv, w, io)?
                 }
                 (Some(_), Some(_)) => {
                     return Err(Error::Shape {
@@ -1208,6 +1284,8 @@ struct LinearLayer {
     gy_masked: bool,
     /// This layer's backward-data applies the previous layer's ReLU backward (mask: x > 0).
     mask_dx: bool,
+    /// The next layer is a texture-fed linear layer too.
+    next_tex: bool,
 }
 
 fn plan_linear(
@@ -1311,9 +1389,12 @@ fn plan_linear(
     Ok(())
 }
 
-/// [`plan_linear`] with the texture-fed kernels: the forward pass copies x and W into textures
-/// (shared with the backward pass) and adds the bias and ReLU in its store; the backward pass
-/// copies dz once for backward-weight (which also sums the bias gradient) and backward-data.
+/// [`plan_linear`] with the texture-fed kernels: the forward pass copies W into a texture, and x
+/// unless the linear layer before stored it there (both shared with the backward pass), and adds
+/// the bias and ReLU in its store; the backward pass reads dz from a texture (stored by the loss
+/// or the next linear layer, or copied) for backward-weight (which also sums the bias gradient)
+/// and backward-data, and stores dW into the optimizer's gradient texture and dx into the texture
+/// of the layer before where that layer asked for one (`B::dx_rows`).
 fn plan_linear_tex(
     b: &mut B<'_>,
     net: &Net,
@@ -1326,17 +1407,54 @@ fn plan_linear_tex(
     let gpu = b.gpu;
     let n = b.n;
     let (w, bias) = (&net.params[l.w], &net.params[l.bias]);
-    let (sx, tx) = linear::rows_tex(gpu, "linear x", n, l.fin, b.buf(x))?;
+    let mut steps = Vec::new();
+    // x: stored into its texture by the linear layer before, or copied
+    let tx = match b.x_rows.remove(&x) {
+        Some(t) => t,
+        None => {
+            let (sx, tx) = linear::rows_tex(gpu, "linear x", n, l.fin, b.buf(x))?;
+            steps.push(sx);
+            tx
+        }
+    };
     let (sw, tw) = linear::rows_tex(gpu, "linear W", l.fout, l.fin, &w.w_eff().buf)?;
+    steps.push(sw);
+    // where forward reads w itself (and its rows are whole texels, so the texture is w's vec4s
+    // in order), the optimizer reads w from this texture
+    if w.mode == WeightMode::Float && l.fin.is_multiple_of(4) {
+        b.w_rows.insert(l.w, tw.clone());
+    }
     let epi = Epilogue::Bias {
         bias: &bias.w_eff().buf,
         relu: l.relu,
     };
-    let f = linear::gemm(gpu, Form::Nt, &tx, &tw, b.buf(y), epi, None)?;
-    b.fwd.push(Op {
-        steps: vec![sx, sw, f.into()],
-        textures: vec![tx.texture.clone(), tw.texture.clone()],
-    });
+    // y in the next linear layer's x texture too, where its rows are whole texels
+    let y_rows = match l.next_tex && l.fout.is_multiple_of(4) {
+        true => Some(linear::rows_tex_unfilled(
+            gpu,
+            "linear x (stored by the layer before)",
+            n,
+            l.fout,
+        )?),
+        false => None,
+    };
+    let f = linear::gemm(
+        gpu,
+        Form::Nt,
+        &tx,
+        &tw,
+        b.buf(y),
+        epi,
+        None,
+        y_rows.as_ref(),
+    )?;
+    steps.push(f.into());
+    let mut textures = vec![tx.texture.clone(), tw.texture.clone()];
+    if let Some(r) = y_rows {
+        textures.push(r.texture.clone());
+        b.x_rows.insert(y, r);
+    }
+    b.fwd.push(Op { steps, textures });
     if !b.train {
         return Ok(());
     }
@@ -1355,6 +1473,12 @@ fn plan_linear_tex(
         let tg = linear::rows_tex_unfilled(gpu, "linear dz (from the loss)", n, l.fout)?;
         b.loss_dz_rows = Some(tg.view.clone());
         tg
+    } else if gz == gy && l.next_tex && linear::bwd_fused_ok(l.fout) {
+        // the next layer's fused backward stores its dx (this dz: it applied this ReLU's
+        // backward) into the texture as well
+        let tg = linear::rows_tex_unfilled(gpu, "linear dz (stored by the next layer)", n, l.fout)?;
+        b.dx_rows.insert(gy, tg.clone());
+        tg
     } else {
         let (sg, tg) = linear::rows_tex(gpu, "linear dz", n, l.fout, b.buf(gz))?;
         steps.push(sg);
@@ -1363,7 +1487,20 @@ fn plan_linear_tex(
     // dW = dzᵀ x with the bias gradient (dz summed over the batch), and dx = dz W: one dispatch
     // where dx's rows are vec4s (every dispatch costs a fixed wake-up on CPU-backed adapters)
     if let Some(gx) = gx.filter(|_| linear::bwd_fused_ok(l.fin)) {
+        // dW also into the optimizer's gradient texture, dx into the texture a backward pass
+        // planned before this one reads
+        let dw_rows = match b.opt {
+            Some(cfg) if sgd_reads_textures(gpu, w, &cfg) => {
+                Some(linear::rows_tex_unfilled(gpu, "linear dW", l.fout, l.fin)?)
+            }
+            _ => None,
+        };
+        let dx_rows = b.dx_rows.remove(&gx);
         let mask = l.mask_dx.then(|| b.buf(x));
+        let rows = linear::BwdRows {
+            dw: dw_rows.as_ref(),
+            dx: dx_rows.as_ref(),
+        };
         steps.push(
             linear::gemm_bwd(
                 gpu,
@@ -1374,13 +1511,16 @@ fn plan_linear_tex(
                 &bias.grad.buf,
                 b.buf(gx),
                 mask,
+                rows,
             )?
             .into(),
         );
-        b.bwd.push(Op {
-            steps,
-            textures: vec![tg.texture],
-        });
+        let mut textures = vec![tg.texture];
+        if let Some(r) = dw_rows {
+            textures.push(r.texture.clone());
+            b.grad_rows.insert(l.w, r);
+        }
+        b.bwd.push(Op { steps, textures });
         return Ok(());
     }
     let dw = linear::gemm(
@@ -1391,6 +1531,7 @@ fn plan_linear_tex(
         &w.grad.buf,
         Epilogue::None,
         Some(&bias.grad.buf),
+        None,
     )?;
     steps.push(dw.into());
     if let Some(gx) = gx {
@@ -1398,7 +1539,7 @@ fn plan_linear_tex(
             true => Epilogue::Mask(b.buf(x)),
             false => Epilogue::None,
         };
-        steps.push(linear::gemm(gpu, Form::Nn, &tg, &tw, b.buf(gx), epi, None)?.into());
+        steps.push(linear::gemm(gpu, Form::Nn, &tg, &tw, b.buf(gx), epi, None, None)?.into());
     }
     b.bwd.push(Op {
         steps,

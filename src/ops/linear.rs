@@ -93,6 +93,8 @@ pub fn covers(gpu: &Gpu, batch: usize, fin: usize, fout: usize) -> bool {
         ]
         .iter()
         .all(|&t| act_texture_fits(gpu, t))
+        // linear_bwd_tex4 binds 3 textures it reads and 2 it may store into
+        && gpu.limits.max_storage_textures_per_shader_stage >= 5
         && (batch.max(fout) as u64).div_ceil(64) <= max_groups
         && (fout.max(fin) as u64).div_ceil(32) <= max_groups
 }
@@ -282,8 +284,38 @@ fn workgroup(groups64: usize) -> usize {
     }
 }
 
+/// Checks that `out` (the row texture a product of `m` x `n` also stores into) has that shape
+/// with rows of whole vec4s, so that the product's vec4 i is its texel i.
+fn check_rows_out(what: &str, out: &RowsTex, m: usize, n: usize) -> Result<()> {
+    if out.rows != m || out.cols != n || !n.is_multiple_of(4) {
+        return Err(Error::Shape {
+            op: "linear",
+            msg: format!(
+                "{what}: a row texture of {} x {} for a {m} x {n} product (rows of a multiple \
+                 of 4 floats)",
+                out.rows, out.cols
+            ),
+        });
+    }
+    if !crate::ops::conv::view_holds(&out.view, m * n / 4) {
+        return Err(Error::Shape {
+            op: "linear",
+            msg: format!("{what}: the texture does not hold {} texels", m * n / 4),
+        });
+    }
+    Ok(())
+}
+
+/// A 1-texel row texture bound where a kernel's row-texture output is switched off.
+fn unused_tex(gpu: &Gpu, label: &str) -> wgpu::TextureView {
+    crate::ops::conv::act_texture(gpu, label, 1).1
+}
+
 /// One `linear_tex` dispatch: C ([m][n] in `c`) = the `form` product of `a` and `b`, then `epi`;
-/// with `colsum` (form `Tn` only) also colsum[m] = Σ_k A[k][m] (the bias gradient).
+/// with `colsum` (form `Tn` only) also colsum[m] = Σ_k A[k][m] (the bias gradient). With
+/// `c_rows` (m x n, n a multiple of 4) C also goes to that row texture, which the next linear
+/// layer then reads as its x without a copy.
+#[allow(clippy::too_many_arguments)]
 pub fn gemm(
     gpu: &Gpu,
     form: Form,
@@ -292,9 +324,14 @@ pub fn gemm(
     c: &wgpu::Buffer,
     epi: Epilogue<'_>,
     colsum: Option<&wgpu::Buffer>,
+    c_rows: Option<&RowsTex>,
 ) -> Result<Dispatch> {
     let ck = check(gpu, form, a, b, c, epi, colsum)?;
     let (m, n) = (ck.p.m as usize, ck.p.n as usize);
+    if let Some(r) = c_rows {
+        check_rows_out("C rows", r, m, n)?;
+    }
+    let dummy_rows = unused_tex(gpu, "linear_tex unused rows");
     let (dummy, dummy_sum) = (
         unused(gpu, "linear_tex unused aux"),
         unused(gpu, "linear_tex unused colsum"),
@@ -315,6 +352,7 @@ pub fn gemm(
             Binding::TexRead,
             Binding::Read,
             Binding::ReadWrite,
+            Binding::TexWrite,
         ],
     )
     .with("FORM", form.id())
@@ -322,6 +360,7 @@ pub fn gemm(
     .with("RELU", ck.relu)
     .with("MASK", ck.mask)
     .with("SUM", f64::from(u8::from(colsum.is_some())))
+    .with("ROWS", f64::from(u8::from(c_rows.is_some())))
     .with("WG", wg as f64);
     Dispatch::with_resources(
         gpu,
@@ -333,6 +372,7 @@ pub fn gemm(
             Res::View(&b.view),
             Res::from(ck.aux.unwrap_or(&dummy)),
             Res::from(colsum.unwrap_or(&dummy_sum)),
+            Res::View(c_rows.map_or(&dummy_rows, |r| &r.view)),
         ],
         groups,
     )
@@ -357,10 +397,20 @@ pub fn bwd_fused_ok(fin: usize) -> bool {
     fin.is_multiple_of(4)
 }
 
+/// Row textures that [`gemm_bwd`] also stores its products into, so that no copy fills them:
+/// `dw` ([fout][fin], the optimizer's gradient texture) and `dx` ([batch][fin], the dz rows of the
+/// linear layer before, or the pooled dy of the batch norm before).
+#[derive(Copy, Clone, Default)]
+pub struct BwdRows<'a> {
+    pub dw: Option<&'a RowsTex>,
+    pub dx: Option<&'a RowsTex>,
+}
+
 /// A linear layer's backward pass in one dispatch (`linear_bwd_tex4`): dW (`dw`, [fout][fin]) =
 /// dzᵀ x with the bias gradient in `db`, and dx (`dx`, [batch][fin]) = dz W, zeroed where `mask`
-/// (the layer input, after the previous layer's ReLU) is not positive. The same products, in the
-/// same order, as the two [`gemm`] dispatches of forms `Tn` and `Nn`. See [`bwd_fused_ok`].
+/// (the layer input, after the previous layer's ReLU) is not positive; each also into its texture
+/// of `outs`. The same products, in the same order, as the two [`gemm`] dispatches of forms `Tn`
+/// and `Nn`. See [`bwd_fused_ok`].
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_bwd(
     gpu: &Gpu,
@@ -371,6 +421,7 @@ pub fn gemm_bwd(
     db: &wgpu::Buffer,
     dx: &wgpu::Buffer,
     mask: Option<&wgpu::Buffer>,
+    outs: BwdRows<'_>,
 ) -> Result<Dispatch> {
     let ta = check(gpu, Form::Tn, dz, x, dw, Epilogue::None, Some(db))?;
     let epi = mask.map_or(Epilogue::None, Epilogue::Mask);
@@ -395,7 +446,17 @@ pub fn gemm_bwd(
             msg: format!("fused backward of {ma} + {mb} rows exceeds the device's workgroup grid"),
         });
     }
+    if let Some(r) = outs.dw {
+        check_rows_out("dW rows", r, ta.p.m as usize, ta.p.n as usize)?;
+    }
+    if let Some(r) = outs.dx {
+        check_rows_out("dx rows", r, nb.p.m as usize, nb.p.n as usize)?;
+    }
     let dummy = unused(gpu, "linear_bwd_tex4 unused mask");
+    let (dummy_dw, dummy_dx) = (
+        unused_tex(gpu, "linear_bwd_tex4 unused dW rows"),
+        unused_tex(gpu, "linear_bwd_tex4 unused dx rows"),
+    );
     let spec = KernelSpec::new(
         ShaderId::LinearTex,
         "linear_bwd_tex4",
@@ -408,10 +469,14 @@ pub fn gemm_bwd(
             Binding::ReadWrite,
             Binding::ReadWrite,
             Binding::TexRead,
+            Binding::TexWrite,
+            Binding::TexWrite,
         ],
     )
     .with("MASK", nb.mask)
     .with("SUM", 1.0)
+    .with("DW_ROWS", f64::from(u8::from(outs.dw.is_some())))
+    .with("DX_ROWS", f64::from(u8::from(outs.dx.is_some())))
     .with("WG", wg as f64);
     let p = BwdParams {
         a: ta.p,
@@ -431,6 +496,8 @@ pub fn gemm_bwd(
             Res::from(db),
             Res::from(dx),
             Res::View(&w.view),
+            Res::View(outs.dw.map_or(&dummy_dw, |r| &r.view)),
+            Res::View(outs.dx.map_or(&dummy_dx, |r| &r.view)),
         ],
         [cols as u32, rows as u32, 1],
     )

@@ -516,7 +516,7 @@ pub fn backward_tex_pooled(
     x_view: &wgpu::TextureView,
     w: usize,
 ) -> Result<Op> {
-    backward_tex_pooled_to(gpu, s, b, x_view, w, None)
+    backward_tex_pooled_with(gpu, s, b, x_view, w, PooledIo::default())
 }
 
 /// [`backward_tex_pooled`] writing dx (`b.dx` is not written) into the row texture of the conv
@@ -531,17 +531,34 @@ pub fn backward_tex_pooled_rows(
     w: usize,
     dx_rows: &wgpu::TextureView,
 ) -> Result<Op> {
-    backward_tex_pooled_to(gpu, s, b, x_view, w, Some(dx_rows))
+    let io = PooledIo {
+        dx_rows: Some(dx_rows),
+        dy: None,
+    };
+    backward_tex_pooled_with(gpu, s, b, x_view, w, io)
 }
 
-fn backward_tex_pooled_to(
+/// Where [`backward_tex_pooled_with`] takes the pooled dy and puts dx.
+#[derive(Copy, Clone, Default)]
+pub struct PooledIo<'a> {
+    /// dx into this row texture (as [`backward_tex_pooled_rows`]) instead of `b.dx`.
+    pub dx_rows: Option<&'a wgpu::TextureView>,
+    /// The pooled dy, already in a texture of its values in order (texel t = values 4t .. 4t+3,
+    /// as a linear layer's backward stores its dx rows): `b.dy` is not read and nothing copies.
+    pub dy: Option<&'a wgpu::TextureView>,
+}
+
+/// [`backward_tex_pooled`] or [`backward_tex_pooled_rows`] (with `io.dx_rows`), taking the pooled
+/// dy from `io.dy` where given.
+pub fn backward_tex_pooled_with(
     gpu: &Gpu,
     s: &BnShape,
     b: &BnBwd<'_>,
     x_view: &wgpu::TextureView,
     w: usize,
-    dx_rows: Option<&wgpu::TextureView>,
+    io: PooledIo<'_>,
 ) -> Result<Op> {
+    let dx_rows = io.dx_rows;
     s.check()?;
     let ok = match dx_rows {
         Some(_) => pool_bwd_rows_ok(gpu, s, w),
@@ -558,7 +575,10 @@ fn backward_tex_pooled_to(
     }
     // the pooled dy is copied into a texture of whole texels (tensor buffers are padded to them)
     let pooled_texels = (s.len() / 4).div_ceil(4);
-    check_len("pooled dy", b.dy, 4 * pooled_texels)?;
+    match io.dy {
+        Some(v) => check_view("pooled dy", v, pooled_texels)?,
+        None => check_len("pooled dy", b.dy, 4 * pooled_texels)?,
+    }
     let w4 = w.is_multiple_of(4);
     match dx_rows {
         Some(v) => check_view("dx rows", v, s.n * s.c * (s.hw / w) * w.div_ceil(4))?,
@@ -570,8 +590,18 @@ fn backward_tex_pooled_to(
         w: w as u32,
         ..s.params()
     };
-    let (copy, pdy_tex, pdy) =
-        crate::ops::conv::act_texture_copy(gpu, "bn pooled dy texture", b.dy, pooled_texels);
+    let (copy, pdy_tex, pdy) = match io.dy {
+        Some(v) => (None, None, v.clone()),
+        None => {
+            let (c, t, v) = crate::ops::conv::act_texture_copy(
+                gpu,
+                "bn pooled dy texture",
+                b.dy,
+                pooled_texels,
+            );
+            (Some(c), Some(t), v)
+        }
+    };
     // the reduce kernel hands dx's per-channel coefficients over in 2 texels per channel
     let (coef_tex, coef) = crate::ops::conv::act_texture(gpu, "bn dx coefficients", 2 * s.c);
     let red = KernelSpec::new(
@@ -632,8 +662,8 @@ fn backward_tex_pooled_to(
         grid_for(gpu, s.n * s.c * (s.hw / w / 2), 64),
     )?;
     Ok(Op {
-        steps: vec![copy, d1.into(), d2.into()],
-        textures: vec![pdy_tex, coef_tex],
+        steps: copy.into_iter().chain([d1.into(), d2.into()]).collect(),
+        textures: pdy_tex.into_iter().chain([coef_tex]).collect(),
     })
 }
 

@@ -203,10 +203,20 @@ pub fn sgd(
     Dispatch::new(gpu, &spec, p, &[w, mom, grad, mask], grid_for(gpu, n4, WG))
 }
 
+/// Textures that already hold `w` or the gradient when [`sgd_tex`] runs (texel i = elements 4i ..
+/// 4i + 3: a linear layer's forward texture of `w`, and the texture its backward stored the
+/// gradient into), so that no copy fills them.
+#[derive(Copy, Clone, Default)]
+pub struct SgdTextures<'a> {
+    pub w: Option<&'a wgpu::TextureView>,
+    pub grad: Option<&'a wgpu::TextureView>,
+}
+
 /// One SGD step on `w` with momentum buffer `mom`, as [`sgd`] computes it (the same bits), reading
-/// all four tensors from textures that copies fill first: on CPU-backed adapters a texel fetch is
-/// several times cheaper than a storage-buffer load, and a buffer-to-texture copy runs at memcpy
-/// speed. The op owns its four textures.
+/// all four tensors from textures: those of `given`, and for the others textures that copies fill
+/// first. On CPU-backed adapters a texel fetch is several times cheaper than a storage-buffer
+/// load, and a buffer-to-texture copy runs at memcpy speed. The op owns the textures it made.
+#[allow(clippy::too_many_arguments)]
 pub fn sgd_tex(
     gpu: &Gpu,
     p: &SgdParams,
@@ -214,6 +224,7 @@ pub fn sgd_tex(
     mom: &wgpu::Buffer,
     grad: &wgpu::Buffer,
     mask: &wgpu::Buffer,
+    given: SgdTextures<'_>,
 ) -> Result<Op> {
     check_sizes("sgd", p.n as usize, &[w, mom, grad, mask])?;
     let n4 = (p.n as usize).div_ceil(4);
@@ -222,6 +233,14 @@ pub fn sgd_tex(
             op: "sgd",
             msg: format!("{} elements exceed the device's texture limits", p.n),
         });
+    }
+    for (what, v) in [("w", given.w), ("gradient", given.grad)] {
+        if v.is_some_and(|v| !crate::ops::conv::view_holds(v, n4)) {
+            return Err(Error::Shape {
+                op: "sgd",
+                msg: format!("the given {what} texture does not hold {n4} texels"),
+            });
+        }
     }
     let spec = KernelSpec::new(
         ShaderId::Optim,
@@ -240,16 +259,21 @@ pub fn sgd_tex(
     let mut steps = Vec::new();
     let mut textures = Vec::new();
     let mut views = Vec::new();
-    for (label, b) in [
-        ("sgd w texture", w),
-        ("sgd momentum texture", mom),
-        ("sgd grad texture", grad),
-        ("sgd mask texture", mask),
+    for (label, b, have) in [
+        ("sgd w texture", w, given.w),
+        ("sgd momentum texture", mom, None),
+        ("sgd grad texture", grad, given.grad),
+        ("sgd mask texture", mask, None),
     ] {
-        let (copy, t, v) = crate::ops::conv::act_texture_copy(gpu, label, b, n4);
-        steps.push(copy);
-        textures.push(t);
-        views.push(v);
+        match have {
+            Some(v) => views.push(v.clone()),
+            None => {
+                let (copy, t, v) = crate::ops::conv::act_texture_copy(gpu, label, b, n4);
+                steps.push(copy);
+                textures.push(t);
+                views.push(v);
+            }
+        }
     }
     let d = Dispatch::with_resources(
         gpu,

@@ -171,3 +171,26 @@ impl Drop for TmpDir {
         }
     }
 }
+
+/// Fills an rgba32float texture (one array layer) with `texels` texels of `data` (4 floats each,
+/// texel t at x = t % 2048, row t / 2048) and `fill` bits everywhere else.
+pub fn write_rows_texture(g: &Gpu, tex: &wgpu::Texture, data: &[f32], fill: u32) {
+    assert_eq!(
+        tex.depth_or_array_layers(),
+        1,
+        "test textures hold one layer"
+    );
+    let (w, h) = (tex.width() as usize, tex.height() as usize);
+    let mut all = vec![f32::from_bits(fill); w * h * 4];
+    all[..data.len()].copy_from_slice(data);
+    g.queue.write_texture(
+        tex.as_image_copy(),
+        bytemuck::cast_slice(&all),
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some((w * 16) as u32),
+            rows_per_image: Some(h as u32),
+        },
+        tex.size(),
+    );
+}
