@@ -28,8 +28,8 @@ struct Cli {
     #[arg(long, global = true)]
     adapter: Option<String>,
     /// On a CPU adapter (lavapipe), spin idle-priority threads during training and inference
-    /// loops so that the cores never halt between dispatches: auto (CPU adapters on Linux), on
-    /// or off.
+    /// loops so that the cores never halt between dispatches, and pin the driver's workers one
+    /// per core: auto (CPU adapters on Linux), on or off.
     #[arg(long, global = true, default_value = "auto")]
     keep_warm: String,
     #[command(subcommand)]

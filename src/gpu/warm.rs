@@ -11,13 +11,23 @@
 //! other thread wants, and a waking driver thread preempts them at once, so the spinners never
 //! take time from the work; they only keep the cores from halting. Each spinner is pinned to its
 //! own core of the process's affinity mask, so that no core is left without one while another
-//! holds two (in the scratch A/B of the W1 step, pinned spinners were 1-2 % faster). The guard
-//! stops and joins them when dropped. It does nothing on real GPUs, off Linux, or when the user turns it off
+//! holds two (in the scratch A/B of the W1 step, pinned spinners were 1-2 % faster).
+//!
+//! The guard also pins the driver's compute workers, one per core, for as long as it lives:
+//! llvmpipe splits each dispatch's workgroups into one fixed share per worker, so a worker that
+//! the scheduler moves onto the other's core, or that lands on a core whose caches hold the other
+//! worker's data, holds up the whole dispatch (in the scratch A/B of the W1 step, pinned workers
+//! were 1.03-1.09 times faster). The workers are not named, so a monitor thread finds them by
+//! what they do: over a window of the loop, the threads of this process that used the most CPU,
+//! other than the thread that made the guard and the guard's own. It gives up when no thread
+//! was busy enough. On drop the guard stops and joins its threads and gives the workers back the
+//! process's whole mask. It does nothing on real GPUs, off Linux, or when the user turns it off
 //! (`--keep-warm off`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// The `--keep-warm` setting.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,7 +67,18 @@ impl KeepWarmMode {
 pub struct KeepWarm {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// The monitor that pins the driver's workers.
+    pinner: Option<JoinHandle<()>>,
+    /// The workers it pinned, and the mask they get back on drop.
+    pinned: Arc<Mutex<Vec<i32>>>,
+    cpus: Vec<usize>,
 }
+
+/// How long the monitor watches the threads before it picks the busiest, how many windows it
+/// tries, and the CPU time (clock ticks, 10 ms) a worker must have used in the window.
+const PIN_WINDOW: Duration = Duration::from_millis(200);
+const PIN_TRIES: usize = 10;
+const PIN_MIN_TICKS: u64 = 4;
 
 impl KeepWarm {
     /// Starts `n` spinners (none when `n` is 0). A spinner that cannot lower itself to
@@ -88,7 +109,26 @@ impl KeepWarm {
                     .ok()
             })
             .collect();
-        KeepWarm { stop, threads }
+        let pinned = Arc::new(Mutex::new(Vec::new()));
+        let workers = n.min(cpus.len());
+        let pinner = (workers > 0)
+            .then(|| {
+                let (stop, pinned, cpus) = (stop.clone(), pinned.clone(), cpus.clone());
+                let caller = current_tid();
+                let before = thread_ticks();
+                std::thread::Builder::new()
+                    .name("incq-pin".into())
+                    .spawn(move || pin_workers(&stop, &pinned, &cpus, caller, before, workers))
+                    .ok()
+            })
+            .flatten();
+        KeepWarm {
+            stop,
+            threads,
+            pinner,
+            pinned,
+            cpus,
+        }
     }
 
     /// A guard that runs nothing.
@@ -100,15 +140,140 @@ impl KeepWarm {
     pub fn spinners(&self) -> usize {
         self.threads.len()
     }
+
+    /// The threads pinned so far (thread ids).
+    pub fn pinned(&self) -> Vec<i32> {
+        self.pinned.lock().map(|p| p.clone()).unwrap_or_default()
+    }
 }
 
 impl Drop for KeepWarm {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
+        for t in self.threads.drain(..).chain(self.pinner.take()) {
             let _ = t.join();
         }
+        for tid in self.pinned() {
+            // a worker that has exited since cannot be restored, and needs nothing
+            set_affinity(tid, &self.cpus);
+        }
     }
+}
+
+/// One thread of this process: its id, name and CPU time so far (clock ticks).
+#[derive(Clone, Debug)]
+struct ThreadTicks {
+    tid: i32,
+    name: String,
+    ticks: u64,
+}
+
+/// The monitor: waits a window of the loop, then pins the `n` busiest threads (see
+/// [`pick_workers`]) to the first `n` CPUs of `cpus`, one each; tries again with the next window
+/// while none qualify, up to PIN_TRIES windows or until `stop`.
+fn pin_workers(
+    stop: &AtomicBool,
+    pinned: &Mutex<Vec<i32>>,
+    cpus: &[usize],
+    caller: i32,
+    mut before: Vec<ThreadTicks>,
+    n: usize,
+) {
+    let me = current_tid();
+    for _ in 0..PIN_TRIES {
+        let slices = 20;
+        for _ in 0..slices {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(PIN_WINDOW / slices);
+        }
+        let after = thread_ticks();
+        if let Some(tids) = pick_workers(&before, &after, &[caller, me], n, PIN_MIN_TICKS) {
+            let mut p = match pinned.lock() {
+                Ok(p) => p,
+                Err(_) => return,
+            };
+            for (tid, &cpu) in tids.into_iter().zip(cpus) {
+                if set_affinity(tid, &[cpu]) {
+                    p.push(tid);
+                }
+            }
+            return;
+        }
+        before = after;
+    }
+}
+
+/// The `n` threads that used the most CPU between the two snapshots, busiest first, leaving out
+/// `exclude` and the guard's spinners and monitor (named `incq-warm-*` and `incq-pin`) and
+/// llvmpipe's raster threads (named `llvmpipe-*`, idle in compute work); `None` unless `n`
+/// threads each used at least `min_ticks`.
+fn pick_workers(
+    before: &[ThreadTicks],
+    after: &[ThreadTicks],
+    exclude: &[i32],
+    n: usize,
+    min_ticks: u64,
+) -> Option<Vec<i32>> {
+    let mut busy: Vec<(u64, i32)> = after
+        .iter()
+        .filter(|t| {
+            !exclude.contains(&t.tid)
+                && !t.name.starts_with("incq-warm")
+                && t.name != "incq-pin"
+                && !t.name.starts_with("llvmpipe")
+        })
+        .filter_map(|t| {
+            let was = before.iter().find(|b| b.tid == t.tid)?;
+            Some((t.ticks.saturating_sub(was.ticks), t.tid))
+        })
+        .collect();
+    busy.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    busy.truncate(n);
+    (n > 0 && busy.len() == n && busy.iter().all(|&(d, _)| d >= min_ticks))
+        .then(|| busy.into_iter().map(|(_, tid)| tid).collect())
+}
+
+/// Every thread of this process with its CPU time (empty where /proc cannot be read).
+#[cfg(target_os = "linux")]
+fn thread_ticks() -> Vec<ThreadTicks> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let tid = e.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // after the parenthesised name: utime and stime are fields 14 and 15 of stat(5)
+            let rest = stat.get(stat.rfind(')')? + 2..)?;
+            let mut f = rest.split(' ').skip(14 - 3);
+            let ticks = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+            Some(ThreadTicks {
+                tid,
+                name: name.trim().to_string(),
+                ticks,
+            })
+        })
+        .collect()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_ticks() -> Vec<ThreadTicks> {
+    Vec::new()
+}
+
+/// The calling thread's id.
+#[cfg(target_os = "linux")]
+fn current_tid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn current_tid() -> i32 {
+    0
 }
 
 /// Moves the calling thread to `SCHED_IDLE`; false where that is not possible.
@@ -148,22 +313,30 @@ fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Pins the calling thread to `cpu`; false where that is not possible.
-#[cfg(target_os = "linux")]
 fn pin_to(cpu: usize) -> bool {
-    if cpu >= libc::CPU_SETSIZE as usize {
+    set_affinity(0, &[cpu])
+}
+
+/// Lets thread `tid` (0: the calling thread) of this process run only on `cpus`; false where
+/// that is not possible (no such thread, or a CPU outside the set's range or the system's).
+#[cfg(target_os = "linux")]
+fn set_affinity(tid: i32, cpus: &[usize]) -> bool {
+    if cpus.is_empty() || cpus.iter().any(|&c| c >= libc::CPU_SETSIZE as usize) {
         return false;
     }
-    // SAFETY: all zeros is the empty set; CPU_SET writes bit `cpu` < CPU_SETSIZE; sched_setaffinity
-    // with pid 0 changes only the calling thread's mask and reads size_of::<cpu_set_t>() bytes.
+    // SAFETY: all zeros is the empty set; CPU_SET writes bits < CPU_SETSIZE; sched_setaffinity
+    // changes only thread `tid`'s mask and reads size_of::<cpu_set_t>() bytes of `set`.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn pin_to(_cpu: usize) -> bool {
+fn set_affinity(_tid: i32, _cpus: &[usize]) -> bool {
     false
 }
 
@@ -216,6 +389,84 @@ mod tests {
             out.push((policy, cpus));
         }
         out
+    }
+
+    fn tt(tid: i32, name: &str, ticks: u64) -> ThreadTicks {
+        ThreadTicks {
+            tid,
+            name: name.into(),
+            ticks,
+        }
+    }
+
+    #[test]
+    fn the_busiest_other_threads_are_picked_as_workers() {
+        let before = [
+            tt(1, "incq", 10),
+            tt(2, "incq", 5),
+            tt(3, "incq", 0),
+            tt(4, "incq", 0),
+            tt(5, "incq-warm-0", 0),
+            tt(6, "llvmpipe-0", 0),
+            tt(7, "incq-pin", 0),
+        ];
+        let after = [
+            tt(1, "incq", 90),        // the caller: left out however busy
+            tt(2, "incq", 7),         // 2 ticks: below the threshold
+            tt(3, "incq", 20),        // a worker
+            tt(4, "incq", 30),        // the busiest worker
+            tt(5, "incq-warm-0", 99), // a spinner
+            tt(6, "llvmpipe-0", 50),  // a raster thread
+            tt(7, "incq-pin", 50),    // the monitor
+            tt(8, "incq", 60),        // born after the first snapshot: not compared
+        ];
+        assert_eq!(pick_workers(&before, &after, &[1], 2, 4), Some(vec![4, 3]));
+        assert_eq!(pick_workers(&before, &after, &[1], 1, 4), Some(vec![4]));
+        // a third worker would be thread 2, which was not busy enough
+        assert_eq!(pick_workers(&before, &after, &[1], 3, 4), None);
+        assert_eq!(
+            pick_workers(&before, &after, &[1], 3, 2),
+            Some(vec![4, 3, 2])
+        );
+        assert_eq!(pick_workers(&before, &after, &[1, 4], 2, 4), None);
+        assert_eq!(pick_workers(&before, &after, &[1], 0, 4), None);
+        assert_eq!(pick_workers(&[], &after, &[], 1, 0), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_is_pinned_and_given_its_mask_back() {
+        let cpus = allowed_cpus();
+        assert!(!cpus.is_empty(), "the process's affinity mask");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || {
+            tx.send(current_tid()).unwrap();
+            while !s2.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let tid = rx.recv().unwrap();
+        let allowed = || {
+            let st = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+            st.lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let whole = allowed();
+        let last = *cpus.last().unwrap();
+        assert!(set_affinity(tid, &[last]));
+        assert_eq!(allowed(), last.to_string());
+        assert!(set_affinity(tid, &cpus));
+        assert_eq!(allowed(), whole);
+        assert!(!set_affinity(tid, &[]), "an empty set");
+        assert!(!set_affinity(tid, &[usize::MAX]), "a CPU past the set");
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        assert!(!set_affinity(tid, &cpus), "a thread that has exited");
     }
 
     #[cfg(target_os = "linux")]
