@@ -276,6 +276,10 @@ impl WorkloadFigure {
     }
 }
 
+/// The shortest untimed warm-up of a workload bench: the keep-warm guard pins a CPU adapter's
+/// workers after watching them for 200 ms (src/gpu/warm.rs).
+const WARMUP_MIN: std::time::Duration = std::time::Duration::from_millis(400);
+
 /// `incq bench train --workload W1|W2`: train and inference images/s of WORKLOADS.md's W1
 /// (LeNet-BN, train batch 64) or W2 (ResNet-20, train batch 128), inference batch 256, one fixed
 /// N(0, 1) batch resident on the device, SGD lr 0.01 momentum 0.9. Each run times `steps` steps
@@ -343,12 +347,23 @@ pub fn workload(
                 plan.encode_eval(p)
             }
         };
-        for _ in 0..if opts.quick { 1 } else { warmup } {
+        // As `incq train` does: spinners keep a CPU adapter's cores awake while steps run, and
+        // the driver's workers are pinned once the guard has watched them for a moment; the
+        // untimed warm-up lasts long enough for that (at least WARMUP_MIN, unless --quick).
+        let _warm = gpu.keep_warm();
+        let t_warm = std::time::Instant::now();
+        let mut done = 0;
+        while done < warmup || (!opts.quick && t_warm.elapsed() < WARMUP_MIN) {
             gpu.run_pass("warmup", step);
+            done += 1;
+            if opts.quick {
+                break;
+            }
+            if done % 8 == 0 {
+                plan.read_metrics(gpu)?;
+            }
         }
         plan.read_metrics(gpu)?;
-        // As `incq train` does: spinners keep a CPU adapter's cores awake while steps run.
-        let _warm = gpu.keep_warm();
         let mut rates = Vec::new();
         for _ in 0..runs {
             let t0 = std::time::Instant::now();
