@@ -19,9 +19,11 @@
 //! worker's data, holds up the whole dispatch (in the scratch A/B of the W1 step, pinned workers
 //! were 1.03-1.09 times faster). The workers are not named, so a monitor thread finds them by
 //! what they do: over a window of the loop, the threads of this process that used the most CPU,
-//! other than the thread that made the guard and the guard's own. It gives up when no thread
-//! was busy enough. On drop the guard stops and joins its threads and gives the workers back the
-//! process's whole mask. It does nothing on real GPUs, off Linux, or when the user turns it off
+//! other than the thread that made the guard and the guard's own, where they used at least twice
+//! as much as any other (so the first window of `incq train`, in which another driver thread
+//! outran a worker, picks nothing and the next one is watched). It gives up after ten windows.
+//! On drop the guard stops and joins its threads and gives the workers back the process's whole
+//! mask. It does nothing on real GPUs, off Linux, or when the user turns it off
 //! (`--keep-warm off`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -208,7 +210,9 @@ fn pin_workers(
 /// The `n` threads that used the most CPU between the two snapshots, busiest first, leaving out
 /// `exclude` and the guard's spinners and monitor (named `incq-warm-*` and `incq-pin`) and
 /// llvmpipe's raster threads (named `llvmpipe-*`, idle in compute work); `None` unless `n`
-/// threads each used at least `min_ticks`.
+/// threads each used at least `min_ticks` and the next busiest at most half as much as the
+/// least busy of them (so that a window in which the workers were not yet the busiest, as while
+/// a loop starts, picks nothing).
 fn pick_workers(
     before: &[ThreadTicks],
     after: &[ThreadTicks],
@@ -230,8 +234,9 @@ fn pick_workers(
         })
         .collect();
     busy.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let next = busy.get(n).map_or(0, |&(d, _)| d);
     busy.truncate(n);
-    (n > 0 && busy.len() == n && busy.iter().all(|&(d, _)| d >= min_ticks))
+    (n > 0 && busy.len() == n && busy.iter().all(|&(d, _)| d >= min_ticks && d >= 2 * next))
         .then(|| busy.into_iter().map(|(_, tid)| tid).collect())
 }
 
@@ -421,9 +426,13 @@ mod tests {
             tt(8, "incq", 60),        // born after the first snapshot: not compared
         ];
         assert_eq!(pick_workers(&before, &after, &[1], 2, 4), Some(vec![4, 3]));
-        assert_eq!(pick_workers(&before, &after, &[1], 1, 4), Some(vec![4]));
+        // one worker: thread 4 (30 ticks) is not twice as busy as thread 3 (20)
+        assert_eq!(pick_workers(&before, &after, &[1], 1, 4), None);
         // a third worker would be thread 2, which was not busy enough
         assert_eq!(pick_workers(&before, &after, &[1], 3, 4), None);
+        // with the caller not left out, thread 4 (30 ticks) is not twice as busy as the next
+        assert_eq!(pick_workers(&before, &after, &[], 2, 4), None);
+        assert_eq!(pick_workers(&before, &after, &[], 1, 4), Some(vec![1]));
         assert_eq!(
             pick_workers(&before, &after, &[1], 3, 2),
             Some(vec![4, 3, 2])
