@@ -83,13 +83,7 @@ fn benches(c: &mut Criterion) {
     }
 
     let net = Net::new(&gpu, &lenet_bn(), 0).expect("net");
-    let opt = OptimConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        nesterov: false,
-        adam: false,
-    };
+    let opt = OptimConfig::WORKLOAD;
     let plan = Plan::new(&gpu, &net, 64, Some(opt)).expect("plan");
     g.throughput(Throughput::Elements(64));
     g.bench_function("W1 train step (images)", |bch| {

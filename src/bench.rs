@@ -312,13 +312,7 @@ pub fn workload(
     };
     let runs = if opts.quick { 1 } else { runs.max(1) };
     let net = Net::new(gpu, &model, 0)?;
-    let opt = OptimConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        nesterov: false,
-        adam: false,
-    };
+    let opt = OptimConfig::WORKLOAD;
     let mut seed = 99u64;
     let mut normal = || {
         let u1 = (lcg(&mut seed) * 0.5 + 0.5).max(1e-7);

@@ -83,13 +83,7 @@ pub fn profile(gpu: &Gpu, model: &Model, batch: usize, steps: usize) -> Result<P
         });
     }
     let net = Net::new(gpu, model, 0)?;
-    let opt = OptimConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        nesterov: false,
-        adam: false,
-    };
+    let opt = OptimConfig::WORKLOAD;
     let plan = Plan::new(gpu, &net, batch, Some(opt))?;
     let (c, h, w) = model.input;
     let x: Vec<f32> = (0..batch * c * h * w)

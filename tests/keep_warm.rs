@@ -37,13 +37,7 @@ fn keep_warm_pins_the_drivers_workers_while_steps_run() {
         return;
     }
     let net = Net::new(g, &lenet_bn(), 0).unwrap();
-    let opt = OptimConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        nesterov: false,
-        adam: false,
-    };
+    let opt = OptimConfig::WORKLOAD;
     let plan = Plan::new(g, &net, 64, Some(opt)).unwrap();
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::gettid() };

@@ -275,6 +275,18 @@ pub struct OptimConfig {
     pub adam: bool,
 }
 
+impl OptimConfig {
+    /// The optimizer of WORKLOADS.md's training steps: SGD, lr 0.01, momentum 0.9, no weight
+    /// decay or Nesterov (PyTorch `SGD(lr=0.01, momentum=0.9)`).
+    pub const WORKLOAD: OptimConfig = OptimConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        nesterov: false,
+        adam: false,
+    };
+}
+
 /// A compiled train or eval step at a fixed batch size.
 pub struct Plan {
     pub batch: usize,
