@@ -276,8 +276,8 @@ impl WorkloadFigure {
     }
 }
 
-/// The shortest untimed warm-up of a workload bench: the keep-warm guard pins a CPU adapter's
-/// workers after watching them for 200 ms (src/gpu/warm.rs).
+/// The shortest untimed warm-up of a workload bench where the keep-warm guard is on: it pins a
+/// CPU adapter's workers after watching them for 200 ms (src/gpu/warm.rs).
 const WARMUP_MIN: std::time::Duration = std::time::Duration::from_millis(400);
 
 /// `incq bench train --workload W1|W2`: train and inference images/s of WORKLOADS.md's W1
@@ -342,17 +342,19 @@ pub fn workload(
             }
         };
         // As `incq train` does: spinners keep a CPU adapter's cores awake while steps run, and
-        // the driver's workers are pinned once the guard has watched them for a moment; the
-        // untimed warm-up lasts long enough for that (at least WARMUP_MIN, unless --quick).
+        // the driver's workers are pinned once the guard has watched them for a moment; where
+        // the guard is on, the untimed warm-up lasts long enough for that (unless --quick).
         let _warm = gpu.keep_warm();
+        let (warm_steps, warm_min) = match (opts.quick, gpu.keep_warm) {
+            (true, _) => (1, std::time::Duration::ZERO),
+            (false, on) => (warmup, if on { WARMUP_MIN } else { Default::default() }),
+        };
         let t_warm = std::time::Instant::now();
         let mut done = 0;
-        while done < warmup || (!opts.quick && t_warm.elapsed() < WARMUP_MIN) {
+        while done < warm_steps || t_warm.elapsed() < warm_min {
             gpu.run_pass("warmup", step);
             done += 1;
-            if opts.quick {
-                break;
-            }
+            // a sync now and then, so that the time spent is the device's, not queued steps
             if done % 8 == 0 {
                 plan.read_metrics(gpu)?;
             }
