@@ -13,7 +13,8 @@
 //               FLIPW: row i, kernel row K-1-kh of input channel o, taps reversed);
 //  - conv_tex:  stride 1 or 2; each invocation owns 4 consecutive output columns of one output row and CO (8 or
 //               16) output channels (conv_tex4 and conv_tex2: the same, with vec4 or vec2 stores
-//               where the output width is a multiple of 4 or even); per (ci, kh) it fetches the NT input texels that cover its
+//               where the output width is a multiple of 4 or even; conv_tex4_rows: vec4 stores
+//               into a texture); per (ci, kh) it fetches the NT input texels that cover its
 //               window once and reuses them for all K taps, and lane j of each 8-lane subgroup
 //               fetches the weights of channel co0 + j, which subgroupBroadcast hands to every lane.
 //               Per (ci, kh) that is NT + CO/8 texel fetches for 4*K*CO FMAs. Kernel rows
@@ -68,6 +69,8 @@
 //    co < cout and (conv_tex) column < ow; accumulator indices are < CO <= 16; with FLIPW the
 //    host checks that the forward's texture is at least cout * K * KT texels wide and cin rows
 //    high, the lane's channel is clamped to cout - 1 and the row is ci < cin;
+//  - conv_tex4_rows: as conv_tex4; the texel index is < n*cout*oh*ow4, which the host checks the
+//    texture holds;
 //  - conv_tex2 (ow even): the float offset of (n, co, oh, 4j) is even, so its vec2 index is exact;
 //    the second vec2 (columns 4j + 2, 4j + 3) is stored only when 4j + 2 < ow, and then 4j + 3 < ow.
 
@@ -486,6 +489,30 @@ fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                 } else {
                     y4[i] = acc_at(c);
                 }
+            }
+        }
+    }
+}
+
+@group(0) @binding(1) var y_rows: texture_storage_2d_array<rgba32float, write>;
+
+// conv_tex4 storing its texels into a texture instead of a buffer: with q.ow % 4 == 0, texel i of
+// the output buffer, at texel_xy(i) (the layout of pack_act, and of a buffer-to-texture copy), for
+// the texture-fed batch norm after the conv, which would otherwise copy the buffer in. Forward
+// only, never accumulating.
+@compute @workgroup_size(64)
+fn conv_tex4_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
+                  @builtin(subgroup_invocation_id) sl: u32) {
+    q = p;
+    let co0 = wg.y * CO;
+    let it = conv_item(wg.x, li, co0, sl);
+    if (it.ok) {
+        let ohw4 = q.oh * q.ow4;
+        let base = it.n * q.cout * ohw4 + it.oh * q.ow4 + it.j;
+        for (var c = 0u; c < CO; c++) {
+            if (co0 + c < q.cout) {
+                let xy = texel_xy(base + (co0 + c) * ohw4);
+                textureStore(y_rows, xy.xy, xy.z, acc_at(c));
             }
         }
     }

@@ -7,7 +7,7 @@
 mod common;
 use common::{assert_close, assert_exact_f32, gpu, write_rows_texture, Rng, Tol, POISON};
 use incq::gpu::{DType, Tensor};
-use incq::ops::conv::{ConvShape, ConvVariant};
+use incq::ops::conv::{ConvShape, ConvVariant, ConvY};
 use incq::ops::norm::{BnBwd, BnShape};
 use incq::ops::pool::PoolShape;
 use incq::ops::{conv, loss, norm, optim, pool};
@@ -204,6 +204,23 @@ fn conv_variant_matches_twins(v: ConvVariant) {
         let ty2 = out(g, s.y_len());
         let (f, x_rows) = conv::fwd_keep_input(g, v, &s, &tx.buf, &tw.buf, &ty2.buf).unwrap();
         f.run(g);
+        // y into a poisoned texture (conv_tex4_rows) where the output rows are whole texels: the
+        // same bits as the buffer, texel for texel; elsewhere a clear error
+        let (oh, ow) = s.out_hw();
+        let (yt, yv) = conv::planes_texture(g, "y rows", s.n, s.cout, oh, ow);
+        let to_rows = conv::fwd_keep_input_to(g, v, &s, &tx.buf, &tw.buf, ConvY::Rows(&yv));
+        if conv::y_rows_ok(g, v, &s) {
+            write_rows_texture(g, &yt, &[], POISON);
+            to_rows.unwrap().0.run(g);
+            let got = g.read_texture_rgba32f(&yt).unwrap();
+            let what = format!("conv fwd y into a texture {s:?} {v:?}");
+            assert_exact_f32(&what, &got[..s.y_len()], &ty2.to_f32(g).unwrap());
+        } else {
+            let err = to_rows
+                .err()
+                .expect("y into a texture where y_rows_ok fails");
+            assert!(err.to_string().contains("y into a texture"), "{err}");
+        }
         for (dw_out, dx) in [(&tdw2, Some((&tdx2.buf, false))), (&tdw3, None)] {
             let (x, w) = (&tx.buf, &tw.buf);
             conv::bwd(
@@ -411,6 +428,34 @@ fn bn_case(g: &incq::Gpu, s: BnShape, seed: u64, tex: bool) {
         )
         .unwrap();
         f.run(g);
+        // x from a texture its producer wrote (a conv's y, conv::ConvY::Rows), beside a NaN x
+        // buffer that must not be read: the same bits as from the copy
+        let (xt, xv2) = conv::planes_texture(g, "bn x rows", s.n, s.c, 1, s.hw);
+        write_rows_texture(g, &xt, &x, POISON);
+        let nan_x = up(g, &vec![f32::NAN; s.len()]);
+        let (tst2, ty2, tr2) = (out(g, 2 * s.c), out(g, s.len()), up(g, &running));
+        let (f2, _) = norm::forward_tex_with(
+            g,
+            &s,
+            true,
+            &nan_x.buf,
+            Some(&xv2),
+            &tst2.buf,
+            &tr2.buf,
+            &tg.buf,
+            &tb.buf,
+            norm::BnOut::Y(&ty2.buf),
+        )
+        .unwrap();
+        f2.run(g);
+        for (what, a, b) in [
+            ("stats", &tst2, &tst),
+            ("y", &ty2, &ty),
+            ("running", &tr2, &tr),
+        ] {
+            let what = format!("bn forward_tex_with x in a texture {s:?}: {what}");
+            assert_exact_f32(&what, &a.to_f32(g).unwrap(), &b.to_f32(g).unwrap());
+        }
         Some(xv)
     } else {
         norm::stats(g, &s, true, &tx.buf, &tst.buf, &tr.buf)

@@ -508,6 +508,9 @@ impl Plan {
         let mut conv_x_rows: Vec<Option<wgpu::TextureView>> = vec![None; model.layers.len()];
         let mut bn_dx_rows: Vec<Option<(usize, wgpu::TextureView)>> =
             vec![None; model.layers.len()];
+        // the texture a conv writes its y into for the texture-fed batch norm after it
+        // (bn_x_tex[bn]); the conv's y buffer is then never written
+        let mut bn_x_tex: Vec<Option<wgpu::TextureView>> = vec![None; model.layers.len()];
         for (i, layer) in model.layers.iter().enumerate() {
             let kind = match layer {
                 Layer::Conv { .. } => "conv",
@@ -552,9 +555,14 @@ impl Plan {
                         && (!ow.is_multiple_of(4) || pooled_bwd[i + 1])
                         && b.norm_dx_rows_ok(&cs, false)?)
                     .then(|| conv::planes_texture(gpu, "conv dy rows", batch, *cout, oh, ow));
+                    let y_rows = match next_bn {
+                        true => conv_y_texture(&b, &cs)?,
+                        false => None,
+                    };
                     let io = ConvIo {
                         x_rows: conv_x_rows[i].take(),
                         dy_rows: dy_rows.as_ref().map(|(_, v)| v),
+                        y_rows: y_rows.as_ref().map(|(_, v)| v),
                     };
                     let (f, mut bw) = plan_conv(
                         &mut b,
@@ -573,6 +581,11 @@ impl Plan {
                         if let Some(bw) = bw.as_mut() {
                             bw.textures.push(t);
                         }
+                    }
+                    let mut f = f;
+                    if let Some((t, v)) = y_rows {
+                        bn_x_tex[i + 1] = Some(v);
+                        f.textures.push(t);
                     }
                     b.push((f, bw));
                 }
@@ -662,7 +675,9 @@ impl Plan {
                         pooled_w,
                         gy_rows: gy_rows.as_ref().map(|r| r.view.clone()),
                     };
-                    let (mut f, mut bw) = plan_bn(&mut b, net, &bs, *bi, x, out, dy, gx)?;
+                    let x_tex = bn_x_tex[i].take();
+                    let (mut f, mut bw) =
+                        plan_bn(&mut b, net, &bs, *bi, (x, x_tex.as_ref()), out, dy, gx)?;
                     f.textures.extend(x_rows_texture);
                     if let (Some(bw), Some(r)) = (bw.as_mut(), gy_rows) {
                         bw.textures.push(r.texture);
@@ -1082,12 +1097,16 @@ fn plan_conv(
     let gpu = b.gpu;
     let w = &net.params[p];
     let cv = b.conv_variant(cs)?;
+    let out = match io.y_rows {
+        Some(v) => conv::ConvY::Rows(v),
+        None => conv::ConvY::Buf(b.buf(y)),
+    };
     let (f, x_rows) = match io.x_rows {
         Some(v) => {
-            let f = conv::fwd_rows(gpu, cv, cs, &v, &w.w_eff().buf, b.buf(y))?;
+            let f = conv::fwd_rows_to(gpu, cv, cs, &v, &w.w_eff().buf, out)?;
             (f, Some(v))
         }
-        None => conv::fwd_keep_input(gpu, cv, cs, b.buf(x), &w.w_eff().buf, b.buf(y))?,
+        None => conv::fwd_keep_input_to(gpu, cv, cs, b.buf(x), &w.w_eff().buf, out)?,
     };
     if !b.train {
         return Ok((f, None));
@@ -1109,11 +1128,28 @@ fn plan_conv(
     Ok((f, Some(bw)))
 }
 
-/// Row textures a conv reads instead of packing its x or dy buffer (conv::rows_io_ok).
+/// The texture that the conv of `cs` writes y into, for the texture-fed batch norm after it to
+/// read x from, where the conv's output rows are whole texels (conv::y_rows_ok): the conv's y
+/// buffer is then never written, and nothing copies it into the norm's texture.
+fn conv_y_texture(b: &B<'_>, cs: &ConvShape) -> Result<Option<(wgpu::Texture, wgpu::TextureView)>> {
+    let (oh, ow) = cs.out_hw();
+    let bs = BnShape {
+        n: cs.n,
+        c: cs.cout,
+        hw: oh * ow,
+        relu: false,
+    };
+    let ok = norm::tex_ok(b.gpu, &bs) && conv::y_rows_ok(b.gpu, b.conv_variant(cs)?, cs);
+    Ok(ok.then(|| conv::planes_texture(b.gpu, "conv y (the norm's x)", cs.n, cs.cout, oh, ow)))
+}
+
+/// Row textures a conv reads instead of packing its x or dy buffer (conv::rows_io_ok), and the
+/// texture it writes y into instead of its buffer (conv::y_rows_ok).
 #[derive(Default)]
 struct ConvIo<'a> {
     x_rows: Option<wgpu::TextureView>,
     dy_rows: Option<&'a wgpu::TextureView>,
+    y_rows: Option<&'a wgpu::TextureView>,
 }
 
 /// Where a planned batch norm writes: y, or the max pooling of y (y's index is not stored).
@@ -1164,7 +1200,7 @@ fn plan_bn(
     net: &Net,
     bs: &BnShape,
     bi: BnIdx,
-    x: usize,
+    (x, x_tex): (usize, Option<&wgpu::TextureView>),
     to: BnTo,
     dy: BnDy,
     gx: usize,
@@ -1203,8 +1239,8 @@ fn plan_bn(
                 arg: arg.map(|a| b.buf(a)),
             },
         };
-        let (f, xv) = norm::forward_tex(
-            gpu, bs, b.train, bw.x, bw.stats, running, bw.gamma, bw.beta, out,
+        let (f, xv) = norm::forward_tex_with(
+            gpu, bs, b.train, bw.x, x_tex, bw.stats, running, bw.gamma, bw.beta, out,
         )?;
         let bwd = match b.train {
             true => Some(match (&dx_rows, pooled_w) {
@@ -1235,7 +1271,14 @@ fn plan_bn(
         };
         return Ok((f, bwd));
     }
-    // The plan fuses pooling only where norm::pool_ok (and so tex_ok) holds.
+    // The plan fuses pooling, and has the conv before write x into a texture, only where
+    // norm::tex_ok holds.
+    if x_tex.is_some() {
+        return Err(Error::Shape {
+            op: "plan",
+            msg: format!("{bs:?}: x in a texture needs the texture kernels"),
+        });
+    }
     let BnTo::Y(y) = to else {
         return Err(Error::Shape {
             op: "plan",
@@ -1615,21 +1658,43 @@ fn plan_block(
     let mut t = || b.t(len, DType::F32);
     let (c1, a1, c2, a2) = (t()?, t()?, t()?, t()?);
     let (gc1, ga1, gc2, gpre) = (t()?, t()?, t()?, t()?);
-    let conv1 = plan_conv(b, net, &c1s, w1, x, c1, gc1, gx, false, ConvIo::default())?;
-    let bn1o = plan_bn(b, net, &bs1, bn1, c1, BnTo::Y(a1), BnDy::plain(ga1), gc1)?;
-    let conv2 = plan_conv(
+    // each conv writes y into the texture its batch norm reads (conv_y_texture)
+    let y1 = conv_y_texture(b, &c1s)?;
+    let io = ConvIo {
+        y_rows: y1.as_ref().map(|(_, v)| v),
+        ..ConvIo::default()
+    };
+    let mut conv1 = plan_conv(b, net, &c1s, w1, x, c1, gc1, gx, false, io)?;
+    let x1 = y1.as_ref().map(|(_, v)| v);
+    let bn1o = plan_bn(
         b,
         net,
-        &c2s,
-        w2,
-        a1,
-        c2,
-        gc2,
-        Some(ga1),
-        false,
-        ConvIo::default(),
+        &bs1,
+        bn1,
+        (c1, x1),
+        BnTo::Y(a1),
+        BnDy::plain(ga1),
+        gc1,
     )?;
-    let bn2o = plan_bn(b, net, &bs2, bn2, c2, BnTo::Y(a2), BnDy::plain(gpre), gc2)?;
+    conv1.0.textures.extend(y1.map(|(t, _)| t));
+    let y2 = conv_y_texture(b, &c2s)?;
+    let io = ConvIo {
+        y_rows: y2.as_ref().map(|(_, v)| v),
+        ..ConvIo::default()
+    };
+    let mut conv2 = plan_conv(b, net, &c2s, w2, a1, c2, gc2, Some(ga1), false, io)?;
+    let x2 = y2.as_ref().map(|(_, v)| v);
+    let bn2o = plan_bn(
+        b,
+        net,
+        &bs2,
+        bn2,
+        (c2, x2),
+        BnTo::Y(a2),
+        BnDy::plain(gpre),
+        gc2,
+    )?;
+    conv2.0.textures.extend(y2.map(|(t, _)| t));
     // Forward in order; backward collected in execution order, then pushed reversed (the plan
     // runs its backward list from the end).
     let mut fwd = vec![conv1.0, bn1o.0, conv2.0, bn2o.0];
@@ -1661,14 +1726,30 @@ fn plan_block(
                 b.t(len, DType::F32)?,
             );
             // conv1's backward writes gx; the shortcut's accumulates into it afterwards.
-            let sconv = plan_conv(b, net, &ss, ws, x, cs, gcs, gx, true, ConvIo::default())?;
+            let ys = conv_y_texture(b, &ss)?;
+            let io = ConvIo {
+                y_rows: ys.as_ref().map(|(_, v)| v),
+                ..ConvIo::default()
+            };
+            let mut sconv = plan_conv(b, net, &ss, ws, x, cs, gcs, gx, true, io)?;
             let bss = BnShape {
                 n,
                 c: cout,
                 hw: oh * ow,
                 relu: false,
             };
-            let sbn = plan_bn(b, net, &bss, bns, cs, BnTo::Y(as_), BnDy::plain(gpre), gcs)?;
+            let xs = ys.as_ref().map(|(_, v)| v);
+            let sbn = plan_bn(
+                b,
+                net,
+                &bss,
+                bns,
+                (cs, xs),
+                BnTo::Y(as_),
+                BnDy::plain(gpre),
+                gcs,
+            )?;
+            sconv.0.textures.extend(ys.map(|(t, _)| t));
             fwd.push(sconv.0);
             fwd.push(sbn.0);
             bwd_exec.extend([sbn.1, sconv.1].into_iter().flatten());

@@ -330,21 +330,50 @@ pub fn fwd_keep_input(
     w: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<(Op, Option<wgpu::TextureView>)> {
-    check(
-        gpu,
-        s,
-        &[
-            ("x", x, s.x_len()),
-            ("w", w, s.w_len()),
-            ("y", y, s.y_len()),
-        ],
-    )?;
+    fwd_keep_input_to(gpu, v, s, x, w, ConvY::Buf(y))
+}
+
+/// Where a forward conv writes y: the NCHW buffer, or (where [`y_rows_ok`]) a texture of the
+/// buffer's texels in order ([`planes_texture`] of the output shape, whose rows are then whole
+/// texels), for a texture-fed consumer that would otherwise copy the buffer in.
+#[derive(Copy, Clone)]
+pub enum ConvY<'a> {
+    Buf(&'a wgpu::Buffer),
+    Rows(&'a wgpu::TextureView),
+}
+
+/// Whether the forward conv of `s` can write y into a texture ([`ConvY::Rows`]): it runs the
+/// texture-fed kernel and its output rows are whole texels (conv_tex4_rows).
+pub fn y_rows_ok(gpu: &Gpu, v: ConvVariant, s: &ConvShape) -> bool {
+    let (oh, ow) = s.out_hw();
+    matches!(v.effective(gpu, s, false), ConvVariant::Tex { .. })
+        && ow.is_multiple_of(4)
+        && act_texture_fits(gpu, act_texels(s.n, s.cout, oh, ow))
+}
+
+/// [`fwd_keep_input`] writing y where `y` says (see [`ConvY`]).
+pub fn fwd_keep_input_to(
+    gpu: &Gpu,
+    v: ConvVariant,
+    s: &ConvShape,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    y: ConvY<'_>,
+) -> Result<(Op, Option<wgpu::TextureView>)> {
+    check(gpu, s, &[("x", x, s.x_len()), ("w", w, s.w_len())])?;
+    check_y(gpu, v, s, y)?;
     if let ConvVariant::Tex { co } = v.effective(gpu, s, false) {
         let op = conv_tex(gpu, co, &TexConv::fwd(s), TexSrc::Buf(x), w, None, y, false)?;
         // conv_tex's first texture is the input it packed or copied
         let xv = array_view(&op.textures[0]);
         return Ok((op, Some(xv)));
     }
+    let ConvY::Buf(y) = y else {
+        return Err(Error::Shape {
+            op: "conv fwd",
+            msg: format!("{s:?}: y into a texture needs the texture-fed kernel"),
+        });
+    };
     let entries = ("conv2d_fwd", "conv2d_fwd_sg");
     let op = launch(
         gpu,
@@ -355,6 +384,33 @@ pub fn fwd_keep_input(
         [y, x, w],
     )?;
     Ok((op, None))
+}
+
+/// An error unless `y` can hold the output of the forward conv of `s`.
+fn check_y(gpu: &Gpu, v: ConvVariant, s: &ConvShape, y: ConvY<'_>) -> Result<()> {
+    match y {
+        ConvY::Buf(y) => check(gpu, s, &[("y", y, s.y_len())]),
+        ConvY::Rows(view) => {
+            let (oh, ow) = s.out_hw();
+            if !y_rows_ok(gpu, v, s) {
+                return Err(Error::Shape {
+                    op: "conv fwd",
+                    msg: format!(
+                        "{s:?}: y into a texture needs the texture-fed kernel and an output \
+                         width that is a multiple of 4"
+                    ),
+                });
+            }
+            let texels = act_texels(s.n, s.cout, oh, ow);
+            if !view_holds(view, texels) {
+                return Err(Error::Shape {
+                    op: "conv fwd",
+                    msg: format!("the y texture does not hold {texels} texels"),
+                });
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Whether a producer may hand this conv its input x and its dy as row textures (the layout
@@ -396,7 +452,20 @@ pub fn fwd_rows(
     w: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Op> {
-    check(gpu, s, &[("w", w, s.w_len()), ("y", y, s.y_len())])?;
+    fwd_rows_to(gpu, v, s, x_rows, w, ConvY::Buf(y))
+}
+
+/// [`fwd_rows`] writing y where `y` says (see [`ConvY`]).
+pub fn fwd_rows_to(
+    gpu: &Gpu,
+    v: ConvVariant,
+    s: &ConvShape,
+    x_rows: &wgpu::TextureView,
+    w: &wgpu::Buffer,
+    y: ConvY<'_>,
+) -> Result<Op> {
+    check(gpu, s, &[("w", w, s.w_len())])?;
+    check_y(gpu, v, s, y)?;
     let ConvVariant::Tex { co } = v.effective(gpu, s, false) else {
         return Err(Error::Shape {
             op: "conv fwd_rows",
@@ -964,7 +1033,7 @@ fn bwd_data_tex(
         Some(v) => TexSrc::Rows(v),
         None => TexSrc::Buf(dy),
     };
-    conv_tex(gpu, co, &t, src, w, fwd_weights, dx, accumulate)
+    conv_tex(gpu, co, &t, src, w, fwd_weights, ConvY::Buf(dx), accumulate)
 }
 
 /// The forward conv that `conv_tex` runs: input (n, cin, h, w), output (n, cout, oh, ow), stride 1
@@ -1063,7 +1132,7 @@ fn conv_tex(
     x: TexSrc<'_>,
     w: &wgpu::Buffer,
     fwd_weights: Option<&wgpu::Texture>,
-    y: &wgpu::Buffer,
+    y: ConvY<'_>,
     accumulate: bool,
 ) -> Result<Op> {
     if co != 8 && co != 16 {
@@ -1129,8 +1198,19 @@ fn conv_tex(
     };
     const PACK: &[Binding] = &[Binding::Uniform, Binding::TexWrite, Binding::Read];
     let pack_wt = KernelSpec::new(ShaderId::ConvTex, "pack_wt", PACK).with("K", t.k as f64);
+    let rows_out = matches!(y, ConvY::Rows(_));
+    if rows_out && (t.flip || accumulate || !t.ow.is_multiple_of(4)) {
+        return Err(Error::Shape {
+            op: "conv_tex",
+            msg: "y into a texture: only a forward conv, not accumulating, with whole texels per \
+                  output row"
+                .into(),
+        });
+    }
     let conv_entry = if t.flip && t.stride == 2 {
         "conv_bwd_data2_tex"
+    } else if rows_out {
+        "conv_tex4_rows"
     } else if t.ow.is_multiple_of(4) {
         "conv_tex4"
     } else if t.ow.is_multiple_of(2) {
@@ -1141,12 +1221,21 @@ fn conv_tex(
     let conv = KernelSpec::new(
         ShaderId::ConvTex,
         conv_entry,
-        &[
-            Binding::Uniform,
-            Binding::ReadWrite,
-            Binding::TexRead,
-            Binding::TexRead,
-        ],
+        if rows_out {
+            &[
+                Binding::Uniform,
+                Binding::TexWrite,
+                Binding::TexRead,
+                Binding::TexRead,
+            ]
+        } else {
+            &[
+                Binding::Uniform,
+                Binding::ReadWrite,
+                Binding::TexRead,
+                Binding::TexRead,
+            ]
+        },
     )
     .with("K", t.k as f64)
     .with("PAD", t.pad as f64)
@@ -1172,7 +1261,14 @@ fn conv_tex(
             gpu,
             &conv,
             &p,
-            &[Res::from(y), Res::View(xv), Res::View(&wv)],
+            &[
+                match y {
+                    ConvY::Buf(y) => Res::from(y),
+                    ConvY::Rows(v) => Res::View(v),
+                },
+                Res::View(xv),
+                Res::View(&wv),
+            ],
             [items.div_ceil(64), (t.cout as u32).div_ceil(co), 1],
         )?
         .into(),

@@ -317,8 +317,30 @@ pub fn forward_tex(
     beta: &wgpu::Buffer,
     out: BnOut<'_>,
 ) -> Result<(Op, wgpu::TextureView)> {
+    forward_tex_with(gpu, s, train, x, None, st, running, gamma, beta, out)
+}
+
+/// [`forward_tex`], taking x from `x_tex` where given: a texture of x's texels in order (the
+/// layout of the copy, `conv::planes_texture` of rows of a multiple of 4 columns) that the
+/// producer of x wrote (`conv::ConvY::Rows`), so nothing copies it. `x` is then not read.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_tex_with(
+    gpu: &Gpu,
+    s: &BnShape,
+    train: bool,
+    x: &wgpu::Buffer,
+    x_tex: Option<&wgpu::TextureView>,
+    st: &wgpu::Buffer,
+    running: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    beta: &wgpu::Buffer,
+    out: BnOut<'_>,
+) -> Result<(Op, wgpu::TextureView)> {
     s.check()?;
-    check_len("x", x, s.len())?;
+    match x_tex {
+        Some(v) => check_view("x", v, s.len() / 4)?,
+        None => check_len("x", x, s.len())?,
+    }
     check_channels(
         gpu,
         s,
@@ -329,7 +351,13 @@ pub fn forward_tex(
             ("beta", beta, 1),
         ],
     )?;
-    let (copy, tex, view) = crate::ops::conv::act_texture_copy(gpu, "bn x texture", x, s.len() / 4);
+    let (copy, tex, view) = match x_tex {
+        Some(v) => (None, None, v.clone()),
+        None => {
+            let (c, t, v) = crate::ops::conv::act_texture_copy(gpu, "bn x texture", x, s.len() / 4);
+            (Some(c), Some(t), v)
+        }
+    };
     let stats_d = if train {
         let spec = KernelSpec::new(
             ShaderId::Norm,
@@ -403,8 +431,11 @@ pub fn forward_tex(
     };
     Ok((
         Op {
-            steps: vec![copy, stats_d.into(), apply_d.into()],
-            textures: vec![tex],
+            steps: copy
+                .into_iter()
+                .chain([stats_d.into(), apply_d.into()])
+                .collect(),
+            textures: tex.into_iter().collect(),
         },
         view,
     ))
