@@ -1146,12 +1146,18 @@ fn gather_batch_matches_twin_with_and_without_augmentation() {
     use incq::data::gpu::GpuDataset;
     use incq::data::{DataKind, Dataset};
     let mut rng = Rng::new(12);
+    // gather_batch4 (planes of whole words: 28x28, 32x32, 2x6) and gather_batch (planes of 5
+    // pixels: words across channels)
     for (kind, c, h, w) in [
         (DataKind::Mnist, 1usize, 28usize, 28usize),
         (DataKind::Cifar10, 3, 32, 32),
+        (DataKind::Cifar10, 3, 2, 6),
+        (DataKind::Cifar10, 4, 1, 5),
     ] {
         let n = 37;
-        let (mean, std) = kind.norm();
+        let (mut mean, mut std) = kind.norm();
+        mean.resize(c, 0.25);
+        std.resize(c, 0.5);
         let d = Dataset {
             kind,
             images: (0..n * c * h * w).map(|_| rng.below(256) as u8).collect(),
@@ -1178,13 +1184,27 @@ fn gather_batch_matches_twin_with_and_without_augmentation() {
             lab.poison(g, POISON);
             gd.gather(g, &p, &tperm, &out, &lab).unwrap().run(g);
             let (want, want_lab) = reference::data::gather_batch(&p, &perm, &d.images, &labels);
-            assert_close(
-                &format!("gather_batch {kind:?} augment={augment}"),
-                &out.to_f32(g).unwrap(),
-                &want,
-                Tol::STRICT,
+            let what = format!("gather {kind:?} {c}x{h}x{w} augment={augment}");
+            let got = out.to_f32(g).unwrap();
+            assert_close(&what, &got, &want, Tol::STRICT);
+            assert_eq!(lab.to_u32(g).unwrap(), want_lab, "{what}: labels");
+            // the per-pixel kernel: the same bits
+            let out1 = self::out(g, batch * c * h * w);
+            let lab1 = Tensor::empty(g, "lab", &[batch], DType::U32).unwrap();
+            lab1.poison(g, POISON);
+            gd.gather_per_pixel(g, &p, &tperm, &out1, &lab1)
+                .unwrap()
+                .run(g);
+            assert_exact_f32(
+                &format!("{what}: per pixel"),
+                &out1.to_f32(g).unwrap(),
+                &got,
             );
-            assert_eq!(lab.to_u32(g).unwrap(), want_lab);
+            assert_eq!(
+                lab1.to_u32(g).unwrap(),
+                want_lab,
+                "{what}: per-pixel labels"
+            );
         }
     }
 }

@@ -110,7 +110,8 @@ impl GpuDataset {
         }
     }
 
-    /// Prepares the gather into `out` (batch x C x H x W f32) and `out_labels` (u32).
+    /// Prepares the gather into `out` (batch x C x H x W f32) and `out_labels` (u32): 4 pixels
+    /// per invocation (gather_batch4) where each plane is whole u32 words, else one per pixel.
     pub fn gather(
         &self,
         gpu: &Gpu,
@@ -119,9 +120,41 @@ impl GpuDataset {
         out: &Tensor,
         out_labels: &Tensor,
     ) -> Result<Dispatch> {
+        let words = (self.h * self.w).is_multiple_of(4)
+            && p.batch <= gpu.limits.max_compute_workgroups_per_dimension;
+        self.gather_entry(gpu, p, perm, out, out_labels, words)
+    }
+
+    /// [`GpuDataset::gather`] with the one-pixel-per-invocation kernel (gather_batch) whatever
+    /// the shape, to compare the two.
+    pub fn gather_per_pixel(
+        &self,
+        gpu: &Gpu,
+        p: &GatherParams,
+        perm: &Tensor,
+        out: &Tensor,
+        out_labels: &Tensor,
+    ) -> Result<Dispatch> {
+        self.gather_entry(gpu, p, perm, out, out_labels, false)
+    }
+
+    fn gather_entry(
+        &self,
+        gpu: &Gpu,
+        p: &GatherParams,
+        perm: &Tensor,
+        out: &Tensor,
+        out_labels: &Tensor,
+        words: bool,
+    ) -> Result<Dispatch> {
+        const WG: u32 = 64;
         let spec = KernelSpec::new(
             ShaderId::Data,
-            "gather_batch",
+            if words {
+                "gather_batch4"
+            } else {
+                "gather_batch"
+            },
             &[
                 Binding::Uniform,
                 Binding::ReadWrite,
@@ -132,8 +165,13 @@ impl GpuDataset {
                 Binding::Read,
             ],
         )
-        .with("WG", 256.0);
-        let n = p.batch as usize * self.c * self.h * self.w;
+        .with("WG", f64::from(WG));
+        let per = self.c * self.h * self.w;
+        let groups = if words {
+            [((per / 4) as u32).div_ceil(WG), p.batch, 1]
+        } else {
+            grid_for(gpu, p.batch as usize * per, WG)
+        };
         Dispatch::new(
             gpu,
             &spec,
@@ -146,7 +184,7 @@ impl GpuDataset {
                 &self.img1.buf,
                 &self.labels.buf,
             ],
-            grid_for(gpu, n, 256),
+            groups,
         )
     }
 }
