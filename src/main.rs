@@ -44,7 +44,7 @@ enum Cmd {
         #[arg(long)]
         verbose: bool,
     },
-    /// Benchmarks: roofline, gemm.
+    /// Benchmarks: roofline, kernels, train and infer (W1, W2), conv (W3), gemm.
     Bench {
         #[command(subcommand)]
         what: BenchCmd,
