@@ -470,6 +470,12 @@ fn conv_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
 
 @group(0) @binding(1) var<storage, read_write> y4: array<vec4<f32>>;
 
+// The output texel of item `it` in channel co, where q.ow % 4 == 0 (so texel (oh, j) of a plane
+// is whole): its vec4 index in y, and its texel in a row texture of the output.
+fn out_texel(it: Item, co: u32) -> u32 {
+    return (it.n * q.cout + co) * q.oh * q.ow4 + it.oh * q.ow4 + it.j;
+}
+
 // Output width a multiple of 4: one vec4 store per channel (about 4 times cheaper on llvmpipe).
 @compute @workgroup_size(64)
 fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
@@ -478,12 +484,9 @@ fn conv_tex4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let co0 = wg.y * CO;
     let it = conv_item(wg.x, li, co0, sl);
     if (it.ok) {
-        // with q.ow % 4 == 0, texel (oh, j) of a plane is whole
-        let ohw4 = q.oh * q.ow4;
-        let base = it.n * q.cout * ohw4 + it.oh * q.ow4 + it.j;
         for (var c = 0u; c < CO; c++) {
             if (co0 + c < q.cout) {
-                let i = base + (co0 + c) * ohw4;
+                let i = out_texel(it, co0 + c);
                 if (q.accumulate != 0u) {
                     y4[i] = y4[i] + acc_at(c);
                 } else {
@@ -507,11 +510,9 @@ fn conv_tex4_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
     let co0 = wg.y * CO;
     let it = conv_item(wg.x, li, co0, sl);
     if (it.ok) {
-        let ohw4 = q.oh * q.ow4;
-        let base = it.n * q.cout * ohw4 + it.oh * q.ow4 + it.j;
         for (var c = 0u; c < CO; c++) {
             if (co0 + c < q.cout) {
-                let xy = texel_xy(base + (co0 + c) * ohw4);
+                let xy = texel_xy(out_texel(it, co0 + c));
                 textureStore(y_rows, xy.xy, xy.z, acc_at(c));
             }
         }

@@ -213,7 +213,7 @@ fn conv_variant_matches_twins(v: ConvVariant) {
             write_rows_texture(g, &yt, &[], POISON);
             to_rows.unwrap().0.run(g);
             let got = g.read_texture_rgba32f(&yt).unwrap();
-            let what = format!("conv fwd y into a texture {s:?} {v:?}");
+            let what = format!("conv_tex4_rows: conv fwd y into a texture {s:?} {v:?}");
             assert_exact_f32(&what, &got[..s.y_len()], &ty2.to_f32(g).unwrap());
         } else {
             let err = to_rows
@@ -1188,7 +1188,8 @@ fn gather_batch_matches_twin_with_and_without_augmentation() {
             let got = out.to_f32(g).unwrap();
             assert_close(&what, &got, &want, Tol::STRICT);
             assert_eq!(lab.to_u32(g).unwrap(), want_lab, "{what}: labels");
-            // the per-pixel kernel: the same bits
+            // the per-pixel kernel (gather_batch; the one above is gather_batch4 where planes
+            // are whole words): the same bits
             let out1 = self::out(g, batch * c * h * w);
             let lab1 = Tensor::empty(g, "lab", &[batch], DType::U32).unwrap();
             lab1.poison(g, POISON);
