@@ -1605,6 +1605,31 @@ fn plan_linear_tex(
 
 type BlockIdx = (usize, BnIdx, usize, BnIdx, Option<(usize, BnIdx)>);
 
+/// A conv and the batch norm after it: conv (weights p) from x into c (gradients gc, and gx with
+/// `acc_dx` as plan_conv), then the norm from c into a (its dy ga, its dx gc), the conv writing c
+/// into the texture the norm reads where [`conv_y_texture`] allows.
+#[allow(clippy::type_complexity)]
+fn plan_conv_bn(
+    b: &mut B<'_>,
+    net: &Net,
+    cs: &ConvShape,
+    (p, x, c, gc, gx, acc_dx): (usize, usize, usize, usize, Option<usize>, bool),
+    bs: &BnShape,
+    bi: BnIdx,
+    (a, ga): (usize, usize),
+) -> Result<(Ops, Ops)> {
+    let yt = conv_y_texture(b, cs)?;
+    let io = ConvIo {
+        y_rows: yt.as_ref().map(|(_, v)| v),
+        ..ConvIo::default()
+    };
+    let mut conv = plan_conv(b, net, cs, p, x, c, gc, gx, acc_dx, io)?;
+    let xt = yt.as_ref().map(|(_, v)| v);
+    let bn = plan_bn(b, net, bs, bi, (c, xt), BnTo::Y(a), BnDy::plain(ga), gc)?;
+    conv.0.textures.extend(yt.map(|(t, _)| t));
+    Ok((conv, bn))
+}
+
 /// A BasicBlock: y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
 #[allow(clippy::too_many_arguments)]
 fn plan_block(
@@ -1658,43 +1683,17 @@ fn plan_block(
     let mut t = || b.t(len, DType::F32);
     let (c1, a1, c2, a2) = (t()?, t()?, t()?, t()?);
     let (gc1, ga1, gc2, gpre) = (t()?, t()?, t()?, t()?);
-    // each conv writes y into the texture its batch norm reads (conv_y_texture)
-    let y1 = conv_y_texture(b, &c1s)?;
-    let io = ConvIo {
-        y_rows: y1.as_ref().map(|(_, v)| v),
-        ..ConvIo::default()
-    };
-    let mut conv1 = plan_conv(b, net, &c1s, w1, x, c1, gc1, gx, false, io)?;
-    let x1 = y1.as_ref().map(|(_, v)| v);
-    let bn1o = plan_bn(
+    let (conv1, bn1o) = plan_conv_bn(
         b,
         net,
+        &c1s,
+        (w1, x, c1, gc1, gx, false),
         &bs1,
         bn1,
-        (c1, x1),
-        BnTo::Y(a1),
-        BnDy::plain(ga1),
-        gc1,
+        (a1, ga1),
     )?;
-    conv1.0.textures.extend(y1.map(|(t, _)| t));
-    let y2 = conv_y_texture(b, &c2s)?;
-    let io = ConvIo {
-        y_rows: y2.as_ref().map(|(_, v)| v),
-        ..ConvIo::default()
-    };
-    let mut conv2 = plan_conv(b, net, &c2s, w2, a1, c2, gc2, Some(ga1), false, io)?;
-    let x2 = y2.as_ref().map(|(_, v)| v);
-    let bn2o = plan_bn(
-        b,
-        net,
-        &bs2,
-        bn2,
-        (c2, x2),
-        BnTo::Y(a2),
-        BnDy::plain(gpre),
-        gc2,
-    )?;
-    conv2.0.textures.extend(y2.map(|(t, _)| t));
+    let conv2 = (w2, a1, c2, gc2, Some(ga1), false);
+    let (conv2, bn2o) = plan_conv_bn(b, net, &c2s, conv2, &bs2, bn2, (a2, gpre))?;
     // Forward in order; backward collected in execution order, then pushed reversed (the plan
     // runs its backward list from the end).
     let mut fwd = vec![conv1.0, bn1o.0, conv2.0, bn2o.0];
@@ -1725,31 +1724,15 @@ fn plan_block(
                 b.t(len, DType::F32)?,
                 b.t(len, DType::F32)?,
             );
-            // conv1's backward writes gx; the shortcut's accumulates into it afterwards.
-            let ys = conv_y_texture(b, &ss)?;
-            let io = ConvIo {
-                y_rows: ys.as_ref().map(|(_, v)| v),
-                ..ConvIo::default()
-            };
-            let mut sconv = plan_conv(b, net, &ss, ws, x, cs, gcs, gx, true, io)?;
             let bss = BnShape {
                 n,
                 c: cout,
                 hw: oh * ow,
                 relu: false,
             };
-            let xs = ys.as_ref().map(|(_, v)| v);
-            let sbn = plan_bn(
-                b,
-                net,
-                &bss,
-                bns,
-                (cs, xs),
-                BnTo::Y(as_),
-                BnDy::plain(gpre),
-                gcs,
-            )?;
-            sconv.0.textures.extend(ys.map(|(t, _)| t));
+            // conv1's backward writes gx; the shortcut's accumulates into it afterwards.
+            let conv = (ws, x, cs, gcs, gx, true);
+            let (sconv, sbn) = plan_conv_bn(b, net, &ss, conv, &bss, bns, (as_, gpre))?;
             fwd.push(sconv.0);
             fwd.push(sbn.0);
             bwd_exec.extend([sbn.1, sconv.1].into_iter().flatten());
